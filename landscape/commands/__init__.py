@@ -1,0 +1,1 @@
+"""Subcommands of the `landscape` CLI; see :mod:`landscape.cli`."""
