@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as err:
+    except (ValueError, FileNotFoundError) as err:
         # Bad input: one line naming the problem, no traceback.
         print(f"landscape {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,105 @@
+"""Options shared by several subcommands: model, checkpoint, data and device."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, checkpoint: bool = True) -> None:
+    """``--model``, ``--model-option``, and (optionally) ``--checkpoint``/``--model_file``."""
+    parser.add_argument("--model", default=None,
+                        help="registry name (see `landscape train --list-models`) or "
+                             "'package.module:factory'; default: the run folder's config.json")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra keyword for the model factory (repeatable), e.g. skip=false")
+    if checkpoint:
+        parser.add_argument("--checkpoint", "--model_file", dest="checkpoint", default=None,
+                            help="state-dict file, trainer checkpoint, or a run folder (uses model.pt)")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data`` and ``--data-seed``."""
+    parser.add_argument("--data", default=None,
+                        help="'digits' (embedded), a .npz file, or a CIFAR/MNIST folder; "
+                             "default: the run folder's config.json, else digits")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="seed of the train/test split (default: the run's, else 0)")
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:1'")
+
+
+def resolve_device(name: str = "auto"):
+    """``auto`` -> cuda when available else cpu; an unavailable cuda is a clear error."""
+    import torch
+
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def parse_options(pairs) -> dict:
+    """``["depth=28", "skip=false", "dropout=0.3"]`` -> ``{"depth": 28, "skip": False, "dropout": 0.3}``."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"model option {pair!r} is not KEY=VALUE")
+        try:
+            options[key] = json.loads(value.lower() if value.lower() in ("true", "false", "null") else value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def run_config(checkpoint) -> dict:
+    """The ``config.json`` of the run folder a checkpoint belongs to ({} when there is none)."""
+    if checkpoint is None:
+        return {}
+    path = Path(checkpoint)
+    for folder in (path, path.parent, path.parent.parent):
+        if (folder / "config.json").is_file() and folder.is_dir():
+            return json.loads((folder / "config.json").read_text())
+    return {}
+
+
+def checkpoint_file(checkpoint):
+    """A run folder stands for its ``model.pt``; anything else is used as given."""
+    if checkpoint is None:
+        return None
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return path
+
+
+def model_and_data(args, checkpoint=None):
+    """Build ``(model, data)`` from parsed options; a run folder's config fills what is missing.
+
+    ``checkpoint`` overrides ``args.checkpoint`` (used for ``--model_file2``).
+    """
+    from regularizers.models import load_model
+    from regularizers.train import data_from_config
+
+    checkpoint = checkpoint if checkpoint is not None else getattr(args, "checkpoint", None)
+    config = run_config(checkpoint)
+    seed = args.data_seed if args.data_seed is not None else config.get("data_seed", 0)
+    if args.data is None:  # the run's own data, memorization corruption included
+        data = data_from_config({**config, "data_seed": seed})
+    else:
+        data = data_from_config({"data": args.data, "data_seed": seed})
+    spec = args.model or config.get("model")
+    if spec is None:
+        raise ValueError("no --model given and no run folder config.json next to the checkpoint")
+    options = dict(config.get("model_options", {})) if spec == config.get("model") else {}
+    options.update(parse_options(args.model_option))
+    model = load_model(spec, num_classes=data.num_classes, in_channels=data.in_channels,
+                       checkpoint=checkpoint_file(checkpoint), **options)
+    return model, data

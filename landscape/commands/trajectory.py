@@ -1,0 +1,79 @@
+"""`landscape trajectory`: PCA directions of a run's checkpoints and the projected optimizer path.
+
+Reads ``RUN/checkpoints/epoch_*.pt`` and the final model ``RUN/model.pt`` (Li et al. 2018,
+Sec. 7), writes ``trajectory_directions.h5`` (a direction file with the explained variance) and
+``trajectory_path.h5`` (``proj_xcoord``, ``proj_ycoord``), and with ``--surface`` the loss
+surface around the final model in those directions (``trajectory_surface.h5``), on a grid that
+covers the path unless ``--x``/``--y`` are given.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import common
+from .surface import add_evaluation_arguments, evaluation_options, provenance, report
+
+HELP = "PCA directions of a run's checkpoints, the projected optimizer path, optional surface around it"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run", help="run folder with checkpoints/epoch_*.pt, model.pt and config.json")
+    common.add_model_arguments(p, checkpoint=False)
+    common.add_data_arguments(p)
+    p.add_argument("--dir_type", choices=("weights", "states"), default="weights")
+    p.add_argument("--ignore", choices=("biasbn", "none"), default="biasbn",
+                   help="biasbn: leave 1-D tensors (biases, BN) out of the PCA")
+    p.add_argument("--out", default=None, help="folder for the files (default: the run folder)")
+    p.add_argument("--surface", action="store_true", help="also compute the surface around the final model")
+    p.add_argument("--x", default=None, help="x axis start:stop:num (default: the path's range, 21 points)")
+    p.add_argument("--y", default=None, help="y axis start:stop:num (default: the path's range, 21 points)")
+    p.add_argument("--margin", type=float, default=0.3, help="default axes extend the path's range by this fraction")
+    add_evaluation_arguments(p)
+
+
+def path_axis(values: np.ndarray, margin: float, num: int = 21) -> np.ndarray:
+    """An axis covering ``values`` and 0, widened by ``margin`` of its range on each side."""
+    lo, hi = min(values.min(), 0.0), max(values.max(), 0.0)
+    pad = margin * (hi - lo) if hi > lo else 1.0
+    return np.linspace(lo - pad, hi + pad, num)
+
+
+def run(args) -> int:
+    from landscape.store import save_directions, save_projection
+    from landscape.surface import compute_surface
+    from landscape.trajectory import run_trajectory
+
+    import time
+
+    out = Path(args.out or args.run)
+    out.mkdir(parents=True, exist_ok=True)
+    model, data = common.model_and_data(args, checkpoint=args.run)
+    traj = run_trajectory(model, args.run, dir_type=args.dir_type, ignore=args.ignore)
+    attrs = provenance(args, data)
+    attrs["checkpoint_sha256"] = common_sha(args.run)
+    dir_file = save_directions(out / "trajectory_directions.h5", traj.directions, attrs)
+    path_file = save_projection(out / "trajectory_path.h5", traj.coords, labels=traj.labels,
+                                attrs={**attrs, "dir_file": str(dir_file)})
+    ratio = ", ".join(f"{r:.3f}" for r in traj.explained_variance_ratio)
+    print(f"{dir_file}: explained variance ratio {ratio}")
+    print(f"{path_file}: {len(traj.labels)} checkpoints, x in [{traj.coords[:, 0].min():.3g}, "
+          f"{traj.coords[:, 0].max():.3g}], y in [{traj.coords[:, 1].min():.3g}, {traj.coords[:, 1].max():.3g}]")
+    if args.surface:
+        x = args.x or path_axis(traj.coords[:, 0], args.margin)
+        y = args.y or path_axis(traj.coords[:, 1], args.margin)
+        options = evaluation_options(args)
+        surf_file = args.surf_file or out / "trajectory_surface.h5"
+        computed, start = [], time.perf_counter()
+        result = compute_surface(model, data, directions=traj.directions, x=x, y=y, surf_file=surf_file,
+                                 dir_file=str(dir_file), attrs=attrs,
+                                 on_rows=lambda idx, rows: computed.append(len(idx)), **options)
+        report(result, time.perf_counter() - start, sum(computed))
+    return 0
+
+
+def common_sha(run) -> str:
+    from landscape.store import file_sha256
+
+    return file_sha256(common.checkpoint_file(run))

@@ -1,0 +1,415 @@
+"""Loss and accuracy of a model at points ``theta + sum_k c_k d_k`` of a direction space.
+
+The :class:`Evaluator` works on private copies of the model in eval mode (BN uses its running
+statistics), so the caller's model is never modified: afterwards it is bit-exactly as before,
+its train/eval mode included. Each point's tensors are passed with
+``torch.func.functional_call``; the data of every split is staged once on the device and
+sliced into batches (no DataLoader). Exact speed-ups, each checked against the plain path once
+at start-up (a mismatch falls back to the plain path with a warning):
+
+- **BN folding**: an eval-mode BatchNorm right after a conv/linear layer is folded into it per
+  point: ``W' = W * s``, ``b' = (b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``.
+- **First layer**: when the model's first layer with parameters is a conv/linear layer fed by
+  parameter-free ops, its output at the point is ``C_0 + sum_k c_k C_k`` (times ``s``, plus
+  bias), with ``C_0 = layer(X; W)`` and ``C_k = layer(X; D_k)`` (no bias) computed once. Needs
+  a model ``torch.fx`` can trace and ``cache_bytes`` for the ``1 + ndim`` cached outputs.
+- **Many points per pass** (``points_per_pass > 1``): ``torch.func.vmap`` over points. It pays
+  on GPUs; on CPUs one point at a time is usually faster (the default there).
+
+Losses are per-sample means over the whole split: ``crossentropy`` on class indices, ``mse``
+as in tomgoldstein/loss-landscape (mean over samples and classes of ``(softmax(f(x)) -
+onehot(y))^2``; on floating targets, plain regression ``(f(x) - y)^2``). Accuracy is in percent
+(NaN for floating targets).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from typing import List, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.func import functional_call, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .directions import Directions, check_fits, direction_names
+
+LOSSES = ("crossentropy", "mse")
+PRECISIONS = {None: None, "none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def value_keys(splits: Sequence[str]) -> List[str]:
+    """Names of the values per point: ``train_loss``, ``train_acc``, ... for each split."""
+    return [f"{s}_{k}" for s in splits for k in ("loss", "acc")]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def split_tensors(data, split: str):
+    """``(x, y)`` of a split: ``data`` has attributes ``x_<split>``/``y_<split>`` (a
+    :class:`regularizers.data.Dataset`) or maps the split name to ``(x, y)``."""
+    if isinstance(data, Mapping):
+        if split not in data:
+            raise ValueError(f"no split {split!r} in the data (has {', '.join(data)})")
+        x, y = data[split]
+    else:
+        if not hasattr(data, f"x_{split}"):
+            raise ValueError(f"no split {split!r} in the data (expected 'train' or 'test')")
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    return torch.as_tensor(x), torch.as_tensor(y)
+
+
+@dataclass
+class _Fold:
+    """A conv/linear layer ``conv`` followed by an eval-mode BatchNorm ``bn``."""
+
+    conv: str
+    bn: str
+    eps: float
+    conv_bias: bool
+    affine: bool
+
+
+@dataclass
+class _Program:
+    """The module evaluated per point and how to build its tensors from the model's."""
+
+    module: nn.Module
+    folds: List[_Fold]
+    first: Optional[str] = None          # first layer, replaced by the input ``first_out``
+    first_fold: Optional[_Fold] = None   # the BN folded into the first layer
+    first_bias: bool = False
+    first_linear: bool = False           # output channels last (linear) or at dim 1 (conv)
+
+    def __post_init__(self):
+        self.names = frozenset(self.module.state_dict(keep_vars=True))  # parameters and buffers
+
+
+def _has_state(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
+
+
+def _fold_pairs(gm: fx.GraphModule) -> List[_Fold]:
+    """Remove foldable BN nodes from ``gm``'s graph; give their layers a bias parameter."""
+    graph, mods = gm.graph, dict(gm.named_modules())
+    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+    attrs = [n.target for n in graph.nodes if n.op == "get_attr"]
+    folds = []
+    for node in list(graph.nodes):
+        bn = mods.get(node.target) if node.op == "call_module" else None
+        if not isinstance(bn, _BatchNorm) or bn.running_mean is None or calls[node.target] != 1:
+            continue
+        prev = node.args[0] if node.args else None
+        layer = mods.get(prev.target) if isinstance(prev, fx.Node) and prev.op == "call_module" else None
+        if (not isinstance(layer, _LAYERS) or len(prev.users) != 1 or calls[prev.target] != 1
+                or any(a.startswith(prev.target + ".") for a in attrs)
+                or layer.weight.shape[0] != bn.num_features
+                or (isinstance(layer, nn.Linear) and not isinstance(bn, nn.BatchNorm1d))):
+            continue
+        node.replace_all_uses_with(prev)
+        graph.erase_node(node)
+        folds.append(_Fold(prev.target, node.target, bn.eps, layer.bias is not None, bn.affine))
+        if layer.bias is None:
+            layer.bias = nn.Parameter(torch.zeros_like(layer.weight[:, 0].reshape(-1)))
+    return folds
+
+
+def _first_layer(gm: fx.GraphModule) -> Optional[fx.Node]:
+    """The first node using parameters, if it is a conv/linear layer called once on the input."""
+    mods = dict(gm.named_modules())
+    if sum(n.op == "placeholder" for n in gm.graph.nodes) != 1:
+        return None
+    calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            return None
+        if node.op == "call_module" and _has_state(mods[node.target]):
+            ok = isinstance(mods[node.target], _LAYERS) and calls[node.target] == 1
+            return node if ok else None
+    return None
+
+
+def compile_model(model: nn.Module, *, fold_bn: bool = True, first_layer: bool = True) -> _Program:
+    """A private eval-mode copy of ``model`` with BN folded and/or the first layer cut off
+    (see the module docstring); the plain copy when ``torch.fx`` cannot trace the model."""
+    work = copy.deepcopy(model).eval()
+    if not (fold_bn or first_layer):
+        return _Program(work, [])
+    try:
+        gm = fx.symbolic_trace(work)
+    except Exception:  # untraceable forward (data-dependent control flow, ...): plain path
+        return _Program(work, [])
+    folds = _fold_pairs(gm) if fold_bn else []
+    node = _first_layer(gm) if first_layer else None
+    first = {}
+    if node is not None:
+        placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
+        with gm.graph.inserting_after(placeholder):
+            out = gm.graph.placeholder("first_out")
+        node.replace_all_uses_with(out)
+        gm.graph.erase_node(node)
+        fold = next((f for f in folds if f.conv == node.target), None)
+        layer = gm.get_submodule(node.target)
+        folds = [f for f in folds if f is not fold]
+        first = dict(first=node.target, first_fold=fold, first_linear=isinstance(layer, nn.Linear),
+                     first_bias=fold.conv_bias if fold else layer.bias is not None)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    gm.delete_all_unused_submodules()
+    return _Program(gm, folds, **first)
+
+
+class _Stop(Exception):
+    pass
+
+
+def layer_input(model: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    """The input that submodule ``name`` receives when ``model(x)`` runs (the rest is skipped)."""
+    captured = []
+
+    def hook(_module, args):
+        captured.append(args[0])
+        raise _Stop
+
+    handle = model.get_submodule(name).register_forward_pre_hook(hook)
+    try:
+        model(x)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise ValueError(f"layer {name!r} did not run")
+    return captured[0]
+
+
+class Evaluator:
+    """``evaluator(coords)``: losses and accuracies at points ``theta + sum_k c_k d_k``.
+
+    ``coords`` is (P, ndim) (or (ndim,)); the result is a float64 array (P, len(columns)) with
+    ``columns`` = ``[f"{split}_loss", f"{split}_acc" for split in splits]``.
+
+    ``data``: a :class:`regularizers.data.Dataset` or ``{split: (x, y)}``. ``device``: where
+    the copies and data live (default cuda when available). ``precision``: ``"bf16"`` or
+    ``"fp16"`` runs forward passes under autocast (meant for GPUs). ``points_per_pass``: points
+    per vmap pass (default 1 on CPU, 8 on CUDA). ``fold_bn``/``first_layer``: the exact
+    speed-ups above; ``cache_bytes``: the most memory the first-layer cache may take.
+    """
+
+    def __init__(self, model: nn.Module, data, directions: Directions, *,
+                 splits: Sequence[str] = ("train", "test"), loss: str = "crossentropy",
+                 batch_size: int = 1000, device=None, precision: Optional[str] = None,
+                 points_per_pass: Optional[int] = None, fold_bn: bool = True,
+                 first_layer: bool = True, cache_bytes: int = 2 ** 31):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of bf16, fp16, none; got {precision!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        check_fits(directions, model)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.loss, self.splits, self.batch_size = loss, tuple(splits), int(batch_size)
+        self.columns = value_keys(self.splits)
+        self.points_per_pass = points_per_pass or (8 if self.device.type == "cuda" else 1)
+        self._autocast = PRECISIONS[precision]
+        with torch.inference_mode():
+            self._setup(model, data, directions)
+            self.program = self._plain
+            if fold_bn or first_layer:
+                self._try_fast(model, fold_bn, first_layer, cache_bytes)
+
+    # ------------------------------------------------------------------ set-up
+    def _setup(self, model, data, directions):
+        self._plain = compile_model(model, fold_bn=False, first_layer=False)
+        self._plain.module.to(self.device)
+        state = {n: t.to(self.device) for n, t in self._plain.module.state_dict().items()}
+        names = direction_names(model, directions.dir_type)
+        self._vary = [n for n in names if state[n].is_floating_point()]
+        self.dtype = state[self._vary[0]].dtype
+        self._shapes = [state[n].shape for n in self._vary]
+        self._sizes = [state[n].numel() for n in self._vary]
+        self._fixed = {n: t for n, t in state.items() if n not in set(self._vary)}
+        self._theta = torch.cat([state[n].reshape(-1).to(self.dtype) for n in self._vary])
+        index = {n: i for i, n in enumerate(names)}
+        self._dirs = torch.stack([torch.cat([axis[index[n]].reshape(-1).to(self.dtype) for n in self._vary])
+                                  for axis in directions.axes]).to(self.device)
+        self._data = {}
+        for split in self.splits:
+            x, y = split_tensors(data, split)
+            x = x.to(device=self.device, dtype=self.dtype if x.is_floating_point() else None)
+            y = y.to(self.device)
+            if self.loss == "crossentropy" and y.is_floating_point():
+                raise ValueError("crossentropy needs integer class targets; use loss='mse' for regression")
+            self._data[split] = (x, y)
+        self._cache = {}
+
+    def _try_fast(self, model, fold_bn, first_layer, cache_bytes):
+        program = compile_model(model, fold_bn=fold_bn, first_layer=first_layer)
+        if program.module is self._plain.module or (not program.folds and program.first is None):
+            return
+        program.module.to(self.device)
+        if program.first is not None:
+            cache = self._first_layer_cache(program.first, cache_bytes)
+            if cache is None:
+                program = compile_model(model, fold_bn=fold_bn, first_layer=False)
+                program.module.to(self.device)
+            self._cache = cache or {}
+        problem = self._disagreement(program)
+        if problem is None:
+            self.program = program
+        else:
+            self._cache = {}
+            warnings.warn(f"fast evaluation disagrees with the plain path ({problem}); using the plain path")
+
+    def _disagreement(self, program: _Program) -> Optional[str]:
+        """None when ``program`` gives the plain path's logits on a few samples at the origin
+        and at (0.25, ...); else what went wrong."""
+        for value in (0.0, 0.25):
+            coords = torch.full((len(self._dirs),), value, dtype=self.dtype, device=self.device)
+            try:
+                fast, ref = (self._logits(p, *self._state(p, coords), coords, self.splits[0], slice(0, 64))
+                             for p in (program, self._plain))
+            except Exception as err:  # a graph the rewrite does not handle
+                return f"{type(err).__name__}: {err}"
+            tol = 1e-4 * float(ref.nan_to_num(0.0, 0.0, 0.0).abs().max()) + 1e-12
+            if not torch.allclose(fast, ref, rtol=1e-4, atol=tol, equal_nan=True):
+                return f"logits differ at {value}"
+        return None
+
+    def _first_layer_cache(self, name: str, cache_bytes: int):
+        """{split: (1 + ndim, n, *out)}: the first layer's output at theta (no bias) and per direction."""
+        layer = self._plain.module.get_submodule(name)
+        weights = self._layer_weights(name)
+        one = layer_input(self._plain.module, name, self._data[self.splits[0]][0][:1])
+        per_sample = layer(one).numel() * self._theta.element_size()
+        total = sum(len(x) for x, _ in self._data.values()) * per_sample * len(weights)
+        if total > cache_bytes:
+            return None
+        cache = {}
+        for split, (x, _) in self._data.items():
+            parts = []
+            for start in range(0, len(x), self.batch_size):
+                inp = layer_input(self._plain.module, name, x[start:start + self.batch_size])
+                zero_bias = {"bias": torch.zeros_like(layer.bias)} if layer.bias is not None else {}
+                parts.append(torch.stack([functional_call(layer, {"weight": w, **zero_bias}, (inp,))
+                                          for w in weights]))
+            cache[split] = torch.cat(parts, dim=1)
+        return cache
+
+    def _layer_weights(self, name: str) -> List[torch.Tensor]:
+        """The first layer's weight at theta and along each direction."""
+        i = self._vary.index(f"{name}.weight")
+        start, shape = sum(self._sizes[:i]), self._shapes[i]
+        rows = torch.cat([self._theta[None], self._dirs])
+        return [r[start:start + self._sizes[i]].view(shape) for r in rows]
+
+    # ------------------------------------------------------------------ one point
+    def _full(self, coords: torch.Tensor) -> dict:
+        """Every state entry at the point (varying ones as views of one vector)."""
+        flat = self._theta + coords @ self._dirs
+        full = dict(self._fixed)
+        full.update({n: v.view(s) for n, v, s in zip(self._vary, torch.split(flat, self._sizes), self._shapes)})
+        return full
+
+    @staticmethod
+    def _affine(fold: _Fold, full: dict, bias: Optional[torch.Tensor]):
+        """Per-channel ``(s, b')`` of a folded BN: output = s * layer(x; W, 0) + b'."""
+        var, mean = full[f"{fold.bn}.running_var"], full[f"{fold.bn}.running_mean"]
+        scale = torch.rsqrt(var + fold.eps)
+        if fold.affine:
+            scale = scale * full[f"{fold.bn}.weight"]
+        shift = -mean * scale if bias is None else (bias - mean) * scale
+        if fold.affine:
+            shift = shift + full[f"{fold.bn}.bias"]
+        return scale, shift
+
+    def _state(self, program: _Program, coords: torch.Tensor):
+        """(tensors for ``program.module``, (scale, shift) of the cut-off first layer or ())."""
+        full = self._full(coords)
+        state = {n: full[n] for n in self._vary if n in program.names}
+        for fold in program.folds:
+            bias = full[f"{fold.conv}.bias"] if fold.conv_bias else None
+            scale, shift = self._affine(fold, full, bias)
+            weight = full[f"{fold.conv}.weight"]
+            state[f"{fold.conv}.weight"] = weight * scale.view(-1, *[1] * (weight.dim() - 1))
+            state[f"{fold.conv}.bias"] = shift
+        if program.first is None:
+            return state, ()
+        bias = full[f"{program.first}.bias"] if program.first_bias else None
+        if program.first_fold is not None:
+            return state, self._affine(program.first_fold, full, bias)
+        ones = torch.ones_like(full[f"{program.first}.weight"][:, 0].reshape(-1))
+        return state, (ones, bias if bias is not None else torch.zeros_like(ones))
+
+    def _logits(self, program: _Program, state: dict, affine, coords, split: str, rows: slice):
+        x = self._data[split][0][rows]
+        args = (x,)
+        if program.first is not None:
+            cache = self._cache[split][:, rows]
+            out = cache[0] + torch.tensordot(coords, cache[1:], dims=1)
+            scale, shift = affine
+            view = (-1,) if program.first_linear else (-1, *[1] * (out.dim() - 2))
+            args = (x, out * scale.view(view) + shift.view(view))
+        ctx = (torch.autocast(self.device.type, dtype=self._autocast) if self._autocast
+               else contextlib.nullcontext())
+        with ctx:
+            out = functional_call(program.module, state, args)
+        return out.to(torch.promote_types(out.dtype, torch.float32))
+
+    def _stats(self, logits: torch.Tensor, y: torch.Tensor):
+        """Summed loss (P,) and correct count (P,) of logits (P, B, K) against targets y (B,)."""
+        if y.is_floating_point():
+            pred = logits.reshape(*logits.shape[:2], -1)
+            err = (pred - y.reshape(len(y), -1).to(pred.dtype)) ** 2
+            return err.mean(-1).sum(-1), torch.full(logits.shape[:1], float("nan"), device=logits.device)
+        if self.loss == "crossentropy":
+            logp = torch.log_softmax(logits, dim=-1)
+            loss = -logp.gather(-1, y.expand(logits.shape[:2]).unsqueeze(-1)).squeeze(-1).sum(-1)
+        else:
+            onehot = F.one_hot(y, logits.shape[-1]).to(logits.dtype)
+            loss = ((torch.softmax(logits, dim=-1) - onehot) ** 2).mean(-1).sum(-1)
+        return loss, (logits.argmax(-1) == y).sum(-1).to(loss.dtype)
+
+    # ------------------------------------------------------------------ many points
+    def __call__(self, coords) -> np.ndarray:
+        coords = np.atleast_2d(np.asarray(coords, dtype=np.float64))
+        if coords.shape[1] != len(self._dirs):
+            raise ValueError(f"expected coordinates with {len(self._dirs)} columns, got {coords.shape[1]}")
+        out = np.empty((len(coords), len(self.columns)))
+        with torch.inference_mode():
+            c = torch.as_tensor(coords, dtype=self.dtype, device=self.device)
+            for start in range(0, len(c), self.points_per_pass):
+                out[start:start + self.points_per_pass] = self._evaluate(c[start:start + self.points_per_pass])
+        return out
+
+    def _evaluate(self, coords: torch.Tensor) -> np.ndarray:
+        """Losses and accuracies (P, len(columns)) at a pass of P points."""
+        program = self.program
+        if len(coords) == 1:
+            state, affine = self._state(program, coords[0])
+            logits_of = lambda split, rows: self._logits(program, state, affine, coords[0], split, rows)[None]
+        else:
+            state, affine = vmap(lambda c: self._state(program, c))(coords)
+            logits_of = lambda split, rows: vmap(
+                lambda s, a, c: self._logits(program, s, a, c, split, rows))(state, affine, coords)
+        columns = []
+        for split in self.splits:
+            x, y = self._data[split]
+            loss = torch.zeros(len(coords), dtype=torch.float64, device=self.device)
+            correct = torch.zeros_like(loss)
+            for start in range(0, len(x), self.batch_size):
+                rows = slice(start, start + self.batch_size)
+                batch_loss, batch_correct = self._stats(logits_of(split, rows), y[rows])
+                loss += batch_loss
+                correct += batch_correct
+            columns += [loss / len(x), 100.0 * correct / len(x)]
+        return torch.stack(columns, dim=1).cpu().numpy()

@@ -1,0 +1,336 @@
+"""HDF5 files of directions, surfaces and projected paths, in the layout of
+tomgoldstein/loss-landscape (the de facto format) with its bugs fixed.
+
+Direction file: groups ``xdirection`` (``ydirection``, ``zdirection``) holding datasets
+``"0"`` .. ``"N-1"``, one per tensor in direction order (``model.parameters()`` for
+``weights``, ``state_dict()`` for ``states``); PCA directions add ``explained_variance_ratio_``,
+``explained_variance_`` and ``singular_values_``.
+
+Surface file: ``dir_file`` (string), ``xcoordinates`` (``ycoordinates``, ``zcoordinates``) and
+one float64 dataset per value -- ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``
+(accuracy in percent) -- shaped ``(nx,)``, ``(ny, nx)`` or ``(nz, ny, nx)`` in meshgrid-'xy'
+order (``Z[i, j]`` at ``(x[j], y[i])``). Our files mark finished points in a ``done`` uint8
+dataset of the same shape (unfinished values hold NaN, so a diverged NaN loss still counts as
+done) and carry a ``version`` attribute plus provenance attributes that a resumed run must match.
+De facto files (no ``version``) mark unfinished values with -1 and store 2D values as
+``(nx, ny)`` in the same flat order; both are read and resumed (a point is unfinished when a
+requested value is negative), by flat index, so their layout is kept.
+
+Projection file: ``proj_xcoord``, ``proj_ycoord`` (the de facto names), ``labels``.
+Every malformed input raises a one-line ``ValueError`` naming the file and the problem.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import h5py
+import numpy as np
+import torch
+
+from .directions import AXES, Directions, check_fits
+from .grid import Grid
+
+VERSION = 1
+COORDINATES = tuple(f"{a}coordinates" for a in AXES)
+PCA_KEYS = ("explained_variance_ratio", "explained_variance", "singular_values")
+_INFO_KEYS = ("kind", "norm", "ignore", "seed")
+
+
+# ----------------------------------------------------------------------------- helpers
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
+    """Hex SHA-256 of tensors' shapes, dtypes and values (independent of device)."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def canonical(value):
+    """An attribute value in the form stored and compared: str, int or float."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ",".join(str(canonical(v)) for v in value)
+    return str(value)
+
+
+def _open(path, mode: str = "r") -> h5py.File:
+    try:
+        return h5py.File(path, mode)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as err:
+        reason = str(err).split("(")[0].strip().rstrip(",") or "unreadable"
+        raise ValueError(f"{path}: not a readable HDF5 file ({reason})") from None
+
+
+def _attrs(f: h5py.File) -> dict:
+    return {k: canonical(v) for k, v in f.attrs.items()}
+
+
+def read_attrs(path) -> dict:
+    """The root attributes of an HDF5 file, in canonical form."""
+    with _open(path) as f:
+        return _attrs(f)
+
+
+def _string(item) -> str:
+    value = item[()]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# ----------------------------------------------------------------------------- directions
+def save_directions(path, directions: Directions, attrs: Optional[dict] = None) -> Path:
+    """Write ``directions`` (and provenance ``attrs``) to a new direction file."""
+    path = Path(path)
+    with _open(path, "w") as f:
+        for axis, direction in zip(AXES, directions.axes):
+            group = f.create_group(f"{axis}direction")
+            for i, t in enumerate(direction):
+                group.create_dataset(str(i), data=t.detach().cpu().numpy())
+        for key in PCA_KEYS:
+            if key in directions.meta:
+                f[key + "_"] = np.asarray(directions.meta[key], dtype=np.float64)
+        f.attrs["version"] = VERSION
+        for key, value in {**directions.attrs(), **(attrs or {})}.items():
+            f.attrs[key] = canonical(value)
+    return path
+
+
+def load_directions(path, *, model=None, dir_type: Optional[str] = None) -> Directions:
+    """Read a direction file (ours or de facto). ``dir_type`` is needed for de facto files
+    (default ``weights``) and must agree with ours; with ``model`` the tensors' count and
+    shapes are checked against it."""
+    with _open(path) as f:
+        attrs = _attrs(f)
+        stored = attrs.get("dir_type")
+        if stored is not None and dir_type is not None and stored != dir_type:
+            raise ValueError(f"{path}: holds {stored} directions, not {dir_type}")
+        axes = []
+        for axis in AXES:
+            group = f.get(f"{axis}direction")
+            if group is None:
+                break
+            if not isinstance(group, h5py.Group) or sorted(group.keys(), key=_as_int) != [str(i) for i in range(len(group))]:
+                raise ValueError(f"{path}: {axis}direction is not a group of datasets '0'..'N-1'")
+            axes.append([torch.from_numpy(np.array(group[str(i)][()])) for i in range(len(group))])
+        if not axes:
+            raise ValueError(f"{path}: no 'xdirection' group; not a direction file")
+        meta = {k: f[k + "_"][()].tolist() for k in PCA_KEYS if k + "_" in f}
+    info = [{k: attrs[f"{a}{k}"] for k in _INFO_KEYS if f"{a}{k}" in attrs} for a in AXES[:len(axes)]]
+    directions = Directions(axes, stored or dir_type or "weights", info, meta)
+    if model is not None:
+        check_fits(directions, model, where=str(path))
+    return directions
+
+
+def _as_int(name: str) -> int:
+    return int(name) if name.isdigit() else -1
+
+
+# ----------------------------------------------------------------------------- surfaces
+@dataclass
+class SurfaceResult:
+    """A surface: coordinates ``(x,)``, ``(x, y)`` or ``(x, y, z)`` and value arrays of shape
+    ``(nx,)``, ``(ny, nx)`` or ``(nz, ny, nx)`` (``values[k][i, j]`` at ``(x[j], y[i])``; NaN
+    where not computed), ``done`` marking computed points, and the file's attributes."""
+
+    coordinates: Tuple[np.ndarray, ...]
+    values: Dict[str, np.ndarray]
+    done: np.ndarray
+    attrs: dict = field(default_factory=dict)
+    path: Optional[str] = None
+    dir_file: str = ""
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(tuple(self.coordinates))
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.coordinates[0]
+
+    @property
+    def y(self) -> Optional[np.ndarray]:
+        return self.coordinates[1] if len(self.coordinates) > 1 else None
+
+    @property
+    def z(self) -> Optional[np.ndarray]:
+        return self.coordinates[2] if len(self.coordinates) > 2 else None
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.values[key]
+
+    @staticmethod
+    def empty(grid: Grid, keys: Sequence[str], **kwargs) -> "SurfaceResult":
+        values = {k: np.full(grid.shape, np.nan) for k in keys}
+        return SurfaceResult(grid.axes, values, np.zeros(grid.shape, dtype=bool), **kwargs)
+
+    def put(self, indices, rows: np.ndarray, keys: Sequence[str]) -> None:
+        """Store rows (k, len(keys)) at flat point indices (k,)."""
+        for j, key in enumerate(keys):
+            self.values[key].reshape(-1)[indices] = rows[:, j]
+        self.done.reshape(-1)[indices] = True
+
+
+def _coordinates(f: h5py.File, path) -> Tuple[np.ndarray, ...]:
+    if "xcoordinates" not in f:
+        raise ValueError(f"{path}: no 'xcoordinates' dataset; not a surface file")
+    coords = []
+    for key in COORDINATES:
+        if key not in f:
+            break
+        coords.append(np.asarray(f[key][()], dtype=np.float64).reshape(-1))
+    return tuple(coords)
+
+
+def _stored_value_keys(f: h5py.File, size: int) -> List[str]:
+    return [k for k, item in f.items() if isinstance(item, h5py.Dataset) and item.size == size
+            and (k.endswith("_loss") or k.endswith("_acc"))]
+
+
+def prepare_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_file: str = "") -> np.ndarray:
+    """Create the surface file, or check an existing one against the settings; return the flat
+    indices of the points still to compute. ``attrs`` (provenance) must equal those stored."""
+    path = Path(path)
+    if not path.exists():
+        with _open(path, "w") as f:
+            f["dir_file"] = str(dir_file)
+            for key, axis in zip(COORDINATES, grid.axes):
+                f[key] = axis
+            for key in keys:
+                f.create_dataset(key, data=np.full(grid.shape, np.nan))
+            f.create_dataset("done", data=np.zeros(grid.shape, dtype=np.uint8))
+            f.attrs["version"] = VERSION
+            for key, value in attrs.items():
+                f.attrs[key] = canonical(value)
+        return np.arange(grid.size)
+    with _open(path, "r+") as f:
+        coords = _coordinates(f, path)
+        if len(coords) != grid.ndim or any(c.shape != a.shape or not np.allclose(c, a, rtol=1e-12, atol=1e-12)
+                                           for c, a in zip(coords, grid.axes)):
+            raise ValueError(f"{path}: made for another grid ({_describe(coords)}, not {_describe(grid.axes)})")
+        stored = _attrs(f)
+        if "version" not in stored:  # a de facto file: -1 marks unfinished points
+            return _prepare_de_facto(f, grid, keys)
+        if stored["version"] > VERSION:
+            raise ValueError(f"{path}: file version {stored['version']} is newer than this reader ({VERSION})")
+        for key, value in attrs.items():
+            if stored.get(key) != canonical(value):
+                raise ValueError(f"{path}: made with {key}={stored.get(key, 'unset')!r}, not "
+                                 f"{canonical(value)!r}; use another surface file")
+        missing = [k for k in (*keys, "done") if k not in f or f[k].shape != grid.shape]
+        if missing:
+            raise ValueError(f"{path}: dataset {missing[0]!r} is missing or misshapen")
+        return np.flatnonzero(f["done"][()].reshape(-1) == 0)
+
+
+def _describe(axes) -> str:
+    return " x ".join(f"[{a[0]:g},{a[-1]:g},{len(a)}]" for a in axes)
+
+
+def _prepare_de_facto(f: h5py.File, grid: Grid, keys: Sequence[str]) -> np.ndarray:
+    present = _stored_value_keys(f, grid.size)
+    shape = f[present[0]].shape if present else grid.shape
+    unfinished = np.zeros(grid.size, dtype=bool)
+    for key in keys:
+        if key not in f:
+            f.create_dataset(key, data=-np.ones(shape))
+        unfinished |= f[key][()].reshape(-1) < 0
+    return np.flatnonzero(unfinished)
+
+
+class SurfaceWriter:
+    """``writer(indices, rows)`` stores rows (k, len(keys)) at flat point indices of an open
+    surface file (prepared by :func:`prepare_surface`), marks them done and flushes."""
+
+    def __init__(self, path, keys: Sequence[str]):
+        self.keys = list(keys)
+        self._file = _open(path, "r+")
+        self._done = self._file["done"] if "done" in self._file else None
+
+    def __call__(self, indices, rows: np.ndarray) -> None:
+        for index, row in zip(np.asarray(indices).reshape(-1), np.asarray(rows)):
+            for key, value in zip(self.keys, row):
+                dataset = self._file[key]
+                dataset[np.unravel_index(index, dataset.shape)] = value
+            if self._done is not None:
+                self._done[np.unravel_index(index, self._done.shape)] = 1
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_surface(path) -> SurfaceResult:
+    """Read a surface file (ours or de facto) into a :class:`SurfaceResult`."""
+    with _open(path) as f:
+        coords = _coordinates(f, path)
+        grid = Grid(coords)
+        keys = _stored_value_keys(f, grid.size)
+        values = {k: np.asarray(f[k][()], dtype=np.float64).reshape(grid.shape) for k in keys}
+        attrs = _attrs(f)
+        if "version" in attrs:
+            if "done" not in f or f["done"].size != grid.size:
+                raise ValueError(f"{path}: no 'done' dataset of the grid's size; file is corrupt")
+            done = f["done"][()].reshape(grid.shape).astype(bool)
+        else:
+            done = np.logical_and.reduce([~(v < 0) for v in values.values()]) if values else np.zeros(grid.shape, bool)
+        dir_file = _string(f["dir_file"]) if "dir_file" in f else ""
+    for v in values.values():
+        v[~done] = np.nan
+    return SurfaceResult(coords, values, done, attrs, os.fspath(path), dir_file)
+
+
+# ----------------------------------------------------------------------------- projected paths
+def save_projection(path, coords: np.ndarray, *, labels: Sequence[str] = (), attrs: Optional[dict] = None) -> Path:
+    """Write a projected optimizer path (T, ndim) as ``proj_xcoord``, ``proj_ycoord``, ..."""
+    path = Path(path)
+    coords = np.asarray(coords, dtype=np.float64)
+    with _open(path, "w") as f:
+        for axis, column in zip(AXES, coords.T):
+            f[f"proj_{axis}coord"] = column
+        f["labels"] = np.array([str(s) for s in labels], dtype=h5py.string_dtype())
+        f.attrs["version"] = VERSION
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = canonical(value)
+    return path
+
+
+def read_projection(path) -> Tuple[np.ndarray, List[str]]:
+    """``(coords (T, ndim), labels)`` of a projection file (ours or de facto)."""
+    with _open(path) as f:
+        if "proj_xcoord" not in f:
+            raise ValueError(f"{path}: no 'proj_xcoord' dataset; not a projection file")
+        columns = [np.asarray(f[f"proj_{a}coord"][()], dtype=np.float64) for a in AXES if f"proj_{a}coord" in f]
+        labels = [s.decode() if isinstance(s, bytes) else str(s) for s in f["labels"][()]] if "labels" in f else []
+    return np.stack(columns, axis=1), labels

@@ -1,0 +1,420 @@
+"""Data sets as in-memory tensors, their memorization corruptions, and CIFAR augmentation.
+
+``load_data(spec)`` reads the embedded scikit-learn digits, a ``.npz`` file, or a folder holding
+CIFAR-10/100 python batches or MNIST / Fashion-MNIST IDX files. Every loader scales images to
+float32 in [0, 1] (uint8 / 255, digits / 16) and then standardizes each channel (each feature
+for ``(n, F)`` data) with the mean and standard deviation of the *training* split, so the
+training inputs have zero mean and unit variance per channel and the test split is shifted by
+the same numbers.
+
+The corruptions are those of Zhang et al. 2017, "Understanding deep learning requires
+rethinking generalization": random labels, shuffled pixels, random pixels, Gaussian inputs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DEFAULT_TEST_FRACTION = 0.25
+
+
+@dataclass
+class Dataset:
+    """A classification data set held in memory.
+
+    ``x_*`` are float32 ``(n, C, H, W)`` images or ``(n, F)`` features, ``y_*`` int64 ``(n,)``
+    class indices in ``[0, num_classes)``.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of an image (``x_train.shape[1]``; the feature count for ``(n, F)`` data)."""
+        return int(self.x_train.shape[1])
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def load_data(spec: str, seed: int = 0, *, test_fraction: float = DEFAULT_TEST_FRACTION,
+              limit: Optional[int] = None) -> Dataset:
+    """Load ``spec``: ``"digits"``, a ``.npz`` path, or a CIFAR-10/100 or MNIST-style folder.
+
+    ``seed`` fixes the train/test split of data sets without one (digits, ``.npz`` with ``x``,
+    ``y``; ``test_fraction`` of the examples go to test, stratified by class when possible) and
+    the subset drawn by ``limit`` (keep a random ``limit`` training and ``limit`` test examples;
+    statistics for standardization come from the kept training examples).
+    A folder may be the data folder itself or one that contains it (``data/`` holding
+    ``cifar-10-batches-py/``; ``MNIST/`` holding ``raw/``). Bad input raises ``ValueError`` or
+    ``FileNotFoundError`` with a one-line message naming what is missing or wrong.
+    """
+    if spec == "digits":
+        name, x_train, y_train, x_test, y_test, num_classes = _digits(seed, test_fraction)
+    else:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"{spec}: no such file or folder (expected 'digits', a .npz file "
+                                    "or a CIFAR / MNIST folder)")
+        if path.is_dir():
+            name, x_train, y_train, x_test, y_test, num_classes = _read_folder(path)
+        elif path.suffix == ".npz":
+            name, x_train, y_train, x_test, y_test, num_classes = _read_npz(path, seed, test_fraction)
+        else:
+            raise ValueError(f"{spec}: unsupported file type (expected a .npz file or a folder)")
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be a positive number of examples, got {limit}")
+        gen = torch.Generator().manual_seed(seed)
+        keep_train = torch.randperm(len(y_train), generator=gen)[:limit]
+        keep_test = torch.randperm(len(y_test), generator=gen)[:limit]
+        x_train, y_train = x_train[keep_train], y_train[keep_train]
+        x_test, y_test = x_test[keep_test], y_test[keep_test]
+    x_train, x_test = _standardize(x_train, x_test)
+    return Dataset(name, x_train, y_train, x_test, y_test, num_classes)
+
+
+def _standardize(x_train: torch.Tensor, x_test: torch.Tensor):
+    """Per-channel (dim 1) standardization with training statistics; constant channels get std 1."""
+    dims = [d for d in range(x_train.dim()) if d != 1]
+    shape = [1, -1] + [1] * (x_train.dim() - 2)
+    mean = x_train.mean(dim=dims).view(shape)
+    std = x_train.std(dim=dims).view(shape)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return (x_train - mean) / std, (x_test - mean) / std
+
+
+def _split(labels: np.ndarray, test_fraction: float, seed: int):
+    """Train and test indices of a seeded split, stratified by label when every class allows it."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(labels))
+    try:
+        return train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=labels)
+    except ValueError:  # a class too small to be split in both parts
+        return train_test_split(idx, test_size=test_fraction, random_state=seed)
+
+
+def _tensors(x: np.ndarray, y: np.ndarray):
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
+
+
+def _digits(seed: int, test_fraction: float):
+    """scikit-learn's 1797 8x8 digits as ``(n, 1, 8, 8)`` in [0, 1] (pixel values / 16)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = digits.images.astype(np.float32).reshape(-1, 1, 8, 8) / 16.0
+    y = digits.target
+    train, test = _split(y, test_fraction, seed)
+    return ("digits", *_tensors(x[train], y[train]), *_tensors(x[test], y[test]), 10)
+
+
+def _as_images(x: np.ndarray, path: Path) -> np.ndarray:
+    """float32 in [0, 1] for uint8 input; ``(n, H, W)`` gains a channel, ``(n, H, W, C)`` with
+    C in {1, 3} (and dim 1 not) becomes ``(n, C, H, W)``; ``(n, F)`` features stay as they are."""
+    if x.ndim < 2 or x.ndim > 4:
+        raise ValueError(f"{path}: inputs have shape {x.shape}, expected (n, F), (n, H, W) or (n, C, H, W)")
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+def _labels(y: np.ndarray, n: int, path: Path, what: str) -> np.ndarray:
+    if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{path}: {what} has shape {y.shape} and dtype {y.dtype}, expected ({n},) integers")
+    if n and y.min() < 0:
+        raise ValueError(f"{path}: {what} holds negative class indices")
+    return y
+
+
+def _read_npz(path: Path, seed: int, test_fraction: float):
+    """``x_train, y_train, x_test, y_test`` arrays, or ``x, y`` split by ``seed``; an optional
+    scalar ``num_classes`` (else the largest label + 1)."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
+        x_train, x_test = _as_images(arrays["x_train"], path), _as_images(arrays["x_test"], path)
+        y_train = _labels(arrays["y_train"], len(x_train), path, "y_train")
+        y_test = _labels(arrays["y_test"], len(x_test), path, "y_test")
+    elif {"x", "y"} <= arrays.keys():
+        x = _as_images(arrays["x"], path)
+        y = _labels(arrays["y"], len(x), path, "y")
+        train, test = _split(y, test_fraction, seed)
+        x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
+    else:
+        raise ValueError(f"{path}: needs arrays x, y or x_train, y_train, x_test, y_test; has {sorted(arrays)}")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(f"{path}: train inputs {x_train.shape[1:]} and test inputs {x_test.shape[1:]} differ")
+    num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else _num_classes(y_train, y_test)
+    return (path.stem, *_tensors(x_train, y_train), *_tensors(x_test, y_test), num_classes)
+
+
+def _num_classes(*labels: np.ndarray) -> int:
+    return int(max(y.max() for y in labels if len(y))) + 1
+
+
+# --- folders
+
+CIFAR10_DIR, CIFAR100_DIR = "cifar-10-batches-py", "cifar-100-python"
+CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+CIFAR100_FILES = ("train", "test")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _detect(folder: Path) -> Optional[str]:
+    """``"cifar10"``, ``"cifar100"``, ``"idx"`` or None from the folder's name and entries."""
+    entries = list(folder.iterdir())
+    names = {p.name for p in entries}
+    if folder.name == CIFAR10_DIR or names & set(CIFAR10_FILES):
+        return "cifar10"
+    if folder.name == CIFAR100_DIR or any((folder / n).is_file() for n in CIFAR100_FILES):
+        return "cifar100"
+    if "mnist" in folder.name.lower() and not any(p.is_dir() for p in entries):
+        return "idx"
+    if any(n.startswith(stem) for n in names for stem in IDX_FILES):
+        return "idx"
+    return None
+
+
+def _read_folder(path: Path):
+    """Find the data folder (``path``, a child, or a child's ``raw/``) and read it."""
+    children = sorted(p for p in path.iterdir() if p.is_dir())
+    for level in ([path], children, [c / "raw" for c in children if (c / "raw").is_dir()]):
+        found = [(d, fmt) for d in level if (fmt := _detect(d))]
+        if len(found) > 1:
+            raise ValueError(f"{path}: holds several data sets ({', '.join(d.name for d, _ in found)}); name one")
+        if found:
+            folder, fmt = found[0]
+            if fmt == "cifar10":
+                return ("cifar10", *_read_cifar(folder, CIFAR10_FILES[:-1], CIFAR10_FILES[-1], "labels"), 10)
+            if fmt == "cifar100":
+                return ("cifar100", *_read_cifar(folder, ("train",), "test", "fine_labels"), 100)
+            return _read_mnist(folder)
+    raise ValueError(f"{path}: no CIFAR-10/100 python batches ({CIFAR10_DIR}, {CIFAR100_DIR}) "
+                     f"or MNIST IDX files ({IDX_FILES[0]}[.gz]) found")
+
+
+def _require(folder: Path, names: Sequence[str], suffixes=("",)) -> list:
+    """Paths of ``names`` in ``folder`` (first existing suffix); the first missing one raises."""
+    paths = []
+    for name in names:
+        hits = [folder / (name + s) for s in suffixes if (folder / (name + s)).is_file()]
+        if not hits:
+            alternatives = "[.gz]" if len(suffixes) > 1 else ""
+            raise FileNotFoundError(f"{folder}: missing {name}{alternatives}")
+        paths.append(hits[0])
+    return paths
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that only rebuilds numpy arrays: CIFAR batches need nothing else."""
+
+    def find_class(self, module, name):
+        if module.split(".")[0] == "numpy" and name in {"_reconstruct", "ndarray", "dtype", "scalar", "_frombuffer"}:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def read_cifar_batch(path: Path, label_key: str = "labels"):
+    """One CIFAR python batch: ``(x, y)``, x uint8 ``(n, 3, 32, 32)``, y int64 ``(n,)``.
+
+    The file is a pickled dict with ``data`` (n, 3072) uint8 rows (1024 red, 1024 green, 1024
+    blue values, row-major) and ``label_key`` (n labels); keys may be bytes or str.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+        except Exception as err:
+            raise ValueError(f"{path}: not a CIFAR python batch ({type(err).__name__}: {err})") from None
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path}: not a CIFAR python batch (holds a {type(batch).__name__}, not a dict)")
+
+    def entry(key):
+        for k in (key.encode(), key):
+            if k in batch:
+                return np.asarray(batch[k])
+        raise ValueError(f"{path}: no '{key}' entry")
+
+    data = entry("data")
+    if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8:
+        raise ValueError(f"{path}: 'data' is {data.dtype} {data.shape}, expected uint8 (n, 3072)")
+    labels = _labels(entry(label_key), len(data), path, f"'{label_key}'")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+def _read_cifar(folder: Path, train_names, test_name, label_key):
+    *train_paths, test_path = _require(folder, (*train_names, test_name))
+    batches = [read_cifar_batch(p, label_key) for p in train_paths]
+    x_test, y_test = read_cifar_batch(test_path, label_key)
+    x_train = np.concatenate([b[0] for b in batches])
+    y_train = np.concatenate([b[1] for b in batches])
+    return (*_tensors(_as_images(x_train, folder), y_train), *_tensors(_as_images(x_test, folder), y_test))
+
+
+IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped or not, detected from its first bytes) as a numpy array.
+
+    Header: two zero bytes, a type byte (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
+    0x0D float32, 0x0E float64), the number of dimensions, then each size as a big-endian uint32.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise ValueError(f"{path}: broken gzip data ({err})") from None
+    if len(raw) < 4 or raw[0] or raw[1] or raw[2] not in IDX_DTYPES:
+        raise ValueError(f"{path}: bad IDX magic number 0x{raw[:4].hex()}")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: IDX header cut short")
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dtype = np.dtype(IDX_DTYPES[raw[2]])
+    body = raw[4 + 4 * ndim:]
+    if len(body) != int(np.prod(dims)) * dtype.itemsize:
+        raise ValueError(f"{path}: IDX header says shape {dims} of {dtype} but the file holds {len(body)} data bytes")
+    return np.frombuffer(body, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _read_mnist(folder: Path):
+    """MNIST-style IDX files: ``(n, 1, H, W)`` images; named fashion-mnist when the path says so."""
+    paths = _require(folder, IDX_FILES, suffixes=("", ".gz"))
+    x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)
+    for x, y, (px, py) in ((x_train, y_train, paths[:2]), (x_test, y_test, paths[2:])):
+        if x.ndim != 3:
+            raise ValueError(f"{px}: images have shape {x.shape}, expected (n, H, W)")
+        _labels(y, len(x), py, "labels")
+    x_train, x_test = _as_images(x_train, folder), _as_images(x_test, folder)
+    name = "fashion-mnist" if "fashion" in str(folder).lower() else "mnist"
+    return (name, *_tensors(x_train, y_train), *_tensors(x_test, y_test), _num_classes(y_train, y_test))
+
+
+# ------------------------------------------------------------------------------ corruptions
+
+
+def _pixels(x: torch.Tensor) -> torch.Tensor:
+    """``(n, C, P)`` view of images (P = H*W pixels, channels kept together); ``(n, 1, F)`` for
+    features."""
+    return x.reshape(x.shape[0], x.shape[1], -1) if x.dim() > 2 else x.unsqueeze(1)
+
+
+def random_labels(data: Dataset, p: float = 1.0, seed: int = 0) -> Dataset:
+    """Replace a fraction ``p`` of the training labels (exactly ``round(p * n)`` examples chosen
+    at random) by classes drawn uniformly, so about ``p * (1 - 1/K)`` of them change. Test
+    labels stay true, as in Zhang et al., so test accuracy measures generalization."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"random_labels: p must lie in [0, 1], got {p}")
+    gen = torch.Generator().manual_seed(seed)
+    n = len(data.y_train)
+    chosen = torch.randperm(n, generator=gen)[:round(p * n)]
+    y = data.y_train.clone()
+    y[chosen] = torch.randint(data.num_classes, (len(chosen),), generator=gen)
+    return dataclasses.replace(data, name=f"{data.name}+labels{p:g}", y_train=y)
+
+
+def shuffled_pixels(data: Dataset, seed: int = 0) -> Dataset:
+    """Apply one random permutation of pixel positions (all channels of a pixel move together)
+    to every training and test image."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(_pixels(data.x_train).shape[2], generator=gen)
+
+    def shuffle(x):
+        return _pixels(x)[:, :, perm].reshape(x.shape)
+
+    return dataclasses.replace(data, name=f"{data.name}+shuffled_pixels",
+                               x_train=shuffle(data.x_train), x_test=shuffle(data.x_test))
+
+
+def random_pixels(data: Dataset, seed: int = 0) -> Dataset:
+    """Apply an independent random permutation of pixel positions to each train and test image."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def scramble(x):
+        flat = _pixels(x)
+        perms = torch.rand(flat.shape[0], flat.shape[2], generator=gen).argsort(dim=1)
+        return flat.gather(2, perms[:, None, :].expand_as(flat)).reshape(x.shape)
+
+    return dataclasses.replace(data, name=f"{data.name}+random_pixels",
+                               x_train=scramble(data.x_train), x_test=scramble(data.x_test))
+
+
+def gaussian_inputs(data: Dataset, seed: int = 0) -> Dataset:
+    """Replace every train and test input by Gaussian noise with the per-channel mean and
+    variance of the training inputs (same shapes; labels unchanged)."""
+    gen = torch.Generator().manual_seed(seed)
+    flat = _pixels(data.x_train)
+    mean = flat.mean(dim=(0, 2), keepdim=True)
+    std = flat.std(dim=(0, 2), keepdim=True)
+
+    def noise(x):
+        return (torch.randn(_pixels(x).shape, generator=gen) * std + mean).reshape(x.shape)
+
+    return dataclasses.replace(data, name=f"{data.name}+gaussian",
+                               x_train=noise(data.x_train), x_test=noise(data.x_test))
+
+
+CORRUPTIONS = ("labels", "shuffled_pixels", "random_pixels", "gaussian")
+
+
+def corrupt(data: Dataset, kind: str, p: float = 1.0, seed: int = 0) -> Dataset:
+    """Dispatch to a corruption by name (``CORRUPTIONS``); ``p`` is used by ``"labels"`` only."""
+    if kind == "labels":
+        return random_labels(data, p, seed)
+    makers = {"shuffled_pixels": shuffled_pixels, "random_pixels": random_pixels, "gaussian": gaussian_inputs}
+    if kind not in makers:
+        raise ValueError(f"unknown corruption {kind!r}; choose from {', '.join(CORRUPTIONS)}")
+    return makers[kind](data, seed)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def augment_crop_flip(x: torch.Tensor, generator: Optional[torch.Generator] = None,
+                      padding: int = 4) -> torch.Tensor:
+    """Standard CIFAR augmentation of a batch ``(b, C, H, W)``: zero-pad by ``padding`` pixels,
+    crop a random ``H x W`` window per image, and flip it horizontally with probability 1/2.
+
+    ``generator`` (on any device) makes it reproducible. Returns a new ``(b, C, H, W)`` tensor.
+    """
+    b, _, h, w = x.shape
+    device = generator.device if generator is not None else x.device
+    dy, dx = torch.randint(0, 2 * padding + 1, (2, b), generator=generator, device=device).to(x.device)
+    flip = (torch.rand(b, generator=generator, device=device) < 0.5).to(x.device)
+    padded = F.pad(x, (padding, padding, padding, padding)).permute(0, 2, 3, 1)  # (b, H+2p, W+2p, C)
+    rows = dy[:, None] + torch.arange(h, device=x.device)
+    cols = torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], w - 1 - cols, cols) + dx[:, None]
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(x - mean) / std`` per channel: dim -3 of ``(..., C, H, W)`` images, dim -1 of features."""
+    mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device)
+    shape = (-1, 1, 1) if x.dim() >= 3 else (-1,)
+    return (x - mean.view(shape)) / std.view(shape)

@@ -1,0 +1,128 @@
+"""Trainer: accuracy on digits, exact resume, early stopping, schedules, run folder, CLI."""
+import json
+
+import pytest
+import torch
+
+from landscape.cli import main
+from regularizers.data import load_data
+from regularizers.models import create_model, load_model
+from regularizers.train import EarlyStopping, fit, load_run
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits", seed=0)
+
+
+def small_cnn(data, seed=0):
+    torch.manual_seed(seed)
+    return create_model("cnn", num_classes=data.num_classes, in_channels=data.in_channels)
+
+
+def test_tiny_model_beats_90_percent_on_digits(digits, tmp_path):
+    model = small_cnn(digits)
+    result = fit(model, digits, epochs=8, lr=0.05, batch_size=64, out=tmp_path, progress=False)
+    assert result.history["test_acc"][-1] > 90.0
+    assert result.history["epoch"] == list(range(1, 9))
+    assert len(list((tmp_path / "checkpoints").glob("epoch_*.pt"))) == 8
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["test_acc"] == pytest.approx(result.history["test_acc"])
+
+
+class Interrupt:
+    """A regularizer hook that fails at the start of a given epoch (0-based)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def start_epoch(self, epoch, epochs):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(digits, tmp_path):
+    settings = dict(epochs=4, lr=0.05, batch_size=64, schedule="step",
+                    schedule_options={"step_size": 2, "gamma": 0.5}, progress=False, seed=3)
+    straight = small_cnn(digits)
+    fit(straight, digits, out=tmp_path / "a", **settings)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(small_cnn(digits), digits, out=tmp_path / "b", regularizers=[Interrupt(2)], **settings)
+    assert len(list((tmp_path / "b" / "checkpoints").glob("*.pt"))) == 2
+    resumed_model = small_cnn(digits, seed=99)  # other init: the checkpoint must win
+    resumed = fit(resumed_model, digits, out=tmp_path / "b", **settings)
+
+    assert resumed.history["epoch"] == [1, 2, 3, 4]
+    assert resumed.history["lr"] == pytest.approx([0.05, 0.05, 0.025, 0.025])
+    for (name, a), b in zip(straight.state_dict().items(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_early_stopping_follows_the_patience_algorithm():
+    stopper = EarlyStopping(patience=2, monitor="loss")
+    model = torch.nn.Linear(1, 1)
+    decisions = []
+    for epoch, loss in enumerate([3.0, 2.0, 2.5, 1.5, 1.5, 1.7], start=1):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        decisions.append(stopper.update(epoch, loss, 0.0, model))
+    # Improvements at epochs 1, 2, 4; epoch 5 ties (not better), epoch 6 worse -> stop.
+    assert decisions == [False, False, False, False, False, True]
+    assert stopper.best_epoch == 4
+    assert stopper.best_state["weight"].item() == 4.0
+
+
+def test_early_stopping_restores_the_best_epoch(digits, tmp_path):
+    model = small_cnn(digits)
+    result = fit(model, digits, epochs=40, lr=0.3, batch_size=256, patience=2, monitor="loss",
+                 out=tmp_path, progress=False)
+    h = result.history
+    assert result.stopped_early and len(h["epoch"]) < 40
+    best = min(range(len(h["val_loss"])), key=lambda i: h["val_loss"][i])
+    assert result.best_epoch == h["epoch"][best]
+    assert len(h["epoch"]) == result.best_epoch + 2
+    restored = load_model("cnn", num_classes=10, in_channels=1, checkpoint=tmp_path / "model.pt")
+    from regularizers.train import evaluate
+    x, y = digits.x_test, digits.y_test
+    assert evaluate(restored, x, y)[1] == pytest.approx(h["test_acc"][best])
+
+
+def test_cosine_restarts_schedule_restarts(digits):
+    model = small_cnn(digits)
+    result = fit(model, digits, epochs=5, lr=0.1, schedule="cosine_restarts",
+                 schedule_options={"t0": 2}, progress=False)
+    lrs = result.history["lr"]
+    assert lrs[0] == pytest.approx(0.1) and lrs[2] == pytest.approx(0.1) and lrs[4] == pytest.approx(0.1)
+    assert lrs[1] == pytest.approx(0.05)
+
+
+class NaNPenalty:
+    def penalty(self, model):
+        return torch.tensor(float("nan"))
+
+
+def test_diverging_training_fails_clearly(digits):
+    model = small_cnn(digits)
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        fit(model, digits, epochs=1, regularizers=[NaNPenalty()], progress=False)
+
+
+def test_cli_train_writes_a_loadable_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--model", "mlp", "--data", "digits", "--epochs", "2", "--out", str(out),
+                 "--quiet"])
+    assert code == 0
+    assert "test acc" in capsys.readouterr().out
+    model, data, history = load_run(out)
+    assert len(history["epoch"]) == 2
+    assert data.num_classes == 10
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "mlp" and config["epochs"] == 2
+
+
+def test_cli_reports_bad_input_on_one_line(tmp_path, capsys):
+    code = main(["train", "--model", "no_such_model", "--epochs", "1", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no_such_model" in err
