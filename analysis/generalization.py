@@ -101,10 +101,10 @@ def plot_accuracy_scatter(groups: Mapping[str, np.ndarray], ax=None):
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
     fig = ax.figure
+    groups = {name: np.asarray(p, dtype=float).reshape(-1, 2) for name, p in groups.items()}
     for name, points in groups.items():
-        points = np.asarray(points, dtype=float).reshape(-1, 2)
         ax.scatter(points[:, 0], points[:, 1], s=14, label=name)
-    low, high = _limits(np.concatenate([np.reshape(p, (-1, 2)) for p in groups.values()]))
+    low, high = _limits(np.concatenate(list(groups.values())))
     ax.plot([low, high], [low, high], color="k", lw=0.8, ls="--")
     ax.set(xlim=(low, high), ylim=(low, high), xlabel="train accuracy (%)",
            ylabel="test accuracy (%)")
@@ -162,8 +162,9 @@ def sweet_point(sweep: RefineSweep) -> Optional[int]:
 
 
 def plot_refine_sweep(sweep: RefineSweep, epochs: Optional[Sequence[int]] = None, columns: int = 4):
-    """One scatter panel per baseline epoch (all, or those listed): the baseline point and its
-    refined points, titled with the epoch; the sweet point, if any, is marked. Returns the figure."""
+    """One scatter panel per baseline epoch (all, or those listed): the baseline point, a dotted
+    line at its test accuracy, and its refined points, titled with the epoch; the sweet point, if
+    any, is marked. Returns the figure."""
     chosen = list(sweep.epochs) if epochs is None else list(epochs)
     index = {int(e): i for i, e in enumerate(sweep.epochs)}
     rows = -(-len(chosen) // columns)
@@ -172,6 +173,7 @@ def plot_refine_sweep(sweep: RefineSweep, epochs: Optional[Sequence[int]] = None
     for ax, epoch in zip(axes.flat, chosen):
         i = index[int(epoch)]
         plot_accuracy_scatter({"baseline": sweep.baseline[i], "refined": sweep.refined[i]}, ax=ax)
+        ax.axhline(sweep.baseline[i, 1], color="C0", lw=0.8, ls=":")  # refined must end above
         mark = " (sweet point)" if sweet == int(epoch) else ""
         ax.set_title(f"epoch {int(epoch)}{mark}")
     for ax in axes.flat[len(chosen):]:

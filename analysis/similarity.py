@@ -62,7 +62,7 @@ def plot_filter_norms(models: Mapping[str, nn.Module], ax=None):
         color = f"C{k}"
         ax.boxplot(norms, positions=positions, widths=width * 0.9, manage_ticks=False,
                    patch_artist=True, boxprops={"facecolor": color, "alpha": 0.5},
-                   medianprops={"color": color}, flierprops={"markersize": 2})
+                   medianprops={"color": "k"}, flierprops={"markersize": 2})
         ax.plot([], [], color=color, lw=6, alpha=0.5, label=name)
     ax.axhline(1.0, color="k", ls=":", lw=1)
     ax.set(xlabel="layer index", ylabel="filter norm", xticks=np.arange(len(norms)))

@@ -2,7 +2,7 @@
 Gaussian inputs (Zhang et al. 2017, Fig. 1a; lecture 002). Writes ``memorization.png`` and the
 per-epoch histories ``memorization.json`` into ``--out`` (default ``figures/out``).
 
-    python figures/memorization.py            # all digits, 60 epochs (about a minute on a CPU)
+    python figures/memorization.py            # all digits, 100 epochs (under a minute on a CPU)
     python figures/memorization.py --quick    # 200 digits, 15 epochs (seconds)
 """
 from __future__ import annotations
@@ -23,12 +23,12 @@ from regularizers.models import create_model  # noqa: E402
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 training digits, 15 epochs")
-    parser.add_argument("--epochs", type=int, help="default 60 (15 with --quick)")
+    parser.add_argument("--epochs", type=int, help="default 100 (15 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     args = parser.parse_args(argv)
 
-    epochs = args.epochs or (15 if args.quick else 60)
+    epochs = args.epochs or (15 if args.quick else 100)
     data = load_data("digits", seed=args.seed, limit=200 if args.quick else None)
     runs = memorization_experiment(
         data, lambda: create_model("mlp", data.num_classes, data.in_channels, hidden=(256, 256)),

@@ -110,7 +110,8 @@ def tensors_of(source: Source, names: Sequence[str]) -> List[torch.Tensor]:
 
 
 def origin(model: nn.Module, dir_type: str = "weights") -> List[torch.Tensor]:
-    """The model's own tensors that a direction moves (CPU copies' views, not to be modified)."""
+    """The model's tensors that a direction moves, detached on the CPU (for a CPU model they
+    share its memory: read only)."""
     return tensors_of(model, direction_names(model, dir_type))
 
 
@@ -122,7 +123,7 @@ def movable(w: torch.Tensor, ignore="biasbn") -> bool:
 def normalize(d: torch.Tensor, w: torch.Tensor, *, norm: str = "filter", ignore="biasbn") -> torch.Tensor:
     """Return ``d`` rescaled to the scale of ``w`` (see the module docstring); ``d`` is unchanged."""
     check_choice("norm", norm, NORMS)
-    if not movable(w, ignore):
+    if not movable(w, _ignore_name(ignore)):
         return torch.zeros(w.shape, dtype=w.dtype if w.is_floating_point() else torch.float32)
     d = d.to(w.dtype)
     if norm == "filter" and w.dim() <= 1:

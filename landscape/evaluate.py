@@ -276,8 +276,8 @@ class Evaluator:
         for value in (0.0, 0.25):
             coords = torch.full((len(self._dirs),), value, dtype=self.dtype, device=self.device)
             try:
-                fast, ref = (self._logits(p, *self._state(p, coords), coords, self.splits[0], slice(0, 64))
-                             for p in (program, self._plain))
+                fast, ref = (self._logits(p, *self._state(p, coords), coords, self.splits[0], slice(0, 64),
+                                          cast=False) for p in (program, self._plain))
             except Exception as err:  # a graph the rewrite does not handle
                 return f"{type(err).__name__}: {err}"
             tol = 1e-4 * float(ref.nan_to_num(0.0, 0.0, 0.0).abs().max()) + 1e-12
@@ -350,7 +350,10 @@ class Evaluator:
         ones = torch.ones_like(full[f"{program.first}.weight"][:, 0].reshape(-1))
         return state, (ones, bias if bias is not None else torch.zeros_like(ones))
 
-    def _logits(self, program: _Program, state: dict, affine, coords, split: str, rows: slice):
+    def _logits(self, program: _Program, state: dict, affine, coords, split: str, rows: slice,
+                cast: bool = True):
+        """Outputs (B, K) of ``program`` at one point for ``rows`` of ``split``; ``cast``: use
+        the autocast precision."""
         x = self._data[split][0][rows]
         args = (x,)
         if program.first is not None:
@@ -359,9 +362,9 @@ class Evaluator:
             scale, shift = affine
             view = (-1,) if program.first_linear else (-1, *[1] * (out.dim() - 2))
             args = (x, out * scale.view(view) + shift.view(view))
-        ctx = (torch.autocast(self.device.type, dtype=self._autocast) if self._autocast
-               else contextlib.nullcontext())
-        with ctx:
+        autocast = (torch.autocast(self.device.type, dtype=self._autocast) if self._autocast and cast
+                    else contextlib.nullcontext())
+        with autocast:  # only the forward pass: the point's tensors stay in full precision
             out = functional_call(program.module, state, args)
         return out.to(torch.promote_types(out.dtype, torch.float32))
 

@@ -303,11 +303,14 @@ def read_surface(path) -> SurfaceResult:
             if "done" not in f or f["done"].size != grid.size:
                 raise ValueError(f"{path}: no 'done' dataset of the grid's size; file is corrupt")
             done = f["done"][()].reshape(grid.shape).astype(bool)
-        else:
-            done = np.logical_and.reduce([~(v < 0) for v in values.values()]) if values else np.zeros(grid.shape, bool)
+            for v in values.values():
+                v[~done] = np.nan
+        else:  # de facto: -1 marks each unfinished value
+            done = np.ones(grid.shape, dtype=bool)
+            for v in values.values():
+                done &= ~(v < 0)
+                v[v < 0] = np.nan
         dir_file = _string(f["dir_file"]) if "dir_file" in f else ""
-    for v in values.values():
-        v[~done] = np.nan
     return SurfaceResult(coords, values, done, attrs, os.fspath(path), dir_file)
 
 

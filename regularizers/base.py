@@ -13,6 +13,9 @@ A regularizer is an object with any subset of these hooks; the trainer calls tho
 - ``after_step(model)``: runs after each optimizer step (projection-based weight normalization).
 - ``start_epoch(epoch, epochs)``: runs before each training epoch, ``epoch`` counted from 0
   (annealing schedules).
+- ``prepare(model)`` / ``finish(model)``: run once before the optimizer is created and once
+  after training, before ``model.pt`` is written (weight normalization reparametrizes the
+  layers and folds them back into plain weights).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Callable, Iterable, Optional, Tuple
 import torch
 from torch import nn
 
-HOOKS = ("penalty", "transform", "criterion", "loss", "after_step", "start_epoch")
+HOOKS = ("penalty", "transform", "criterion", "loss", "after_step", "start_epoch", "prepare", "finish")
 
 Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

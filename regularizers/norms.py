@@ -113,3 +113,23 @@ def apply_weight_norm(model: nn.Module, include_output: bool = True) -> nn.Modul
         if id(getattr(module, "weight", None)) in covered:
             nn.utils.parametrizations.weight_norm(module, name="weight", dim=0)
     return model
+
+
+class WeightNorm(Regularizer):
+    """Weight normalization as a training method: :func:`apply_weight_norm` before the optimizer
+    exists (``prepare``), folded back into plain weights after training (``finish``) so the final
+    ``model.pt`` loads into the unmodified architecture. Per-epoch checkpoints hold the ``g``/``v``
+    parametrization. It has no coefficient."""
+
+    name = "weight_norm"
+
+    def __init__(self, coefficient: Optional[float] = None, include_output: bool = True):
+        self.include_output = include_output
+
+    def prepare(self, model: nn.Module) -> None:
+        apply_weight_norm(model, include_output=self.include_output)
+
+    def finish(self, model: nn.Module) -> None:
+        for module in model.modules():
+            if nn.utils.parametrize.is_parametrized(module, "weight"):
+                nn.utils.parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)

@@ -18,17 +18,18 @@ alpha [1]; cutout: the patch side as a fraction of the image side [0.5]; randaug
 magnitude M on the 0-30 scale [9] (option ``n`` ops [2]); linr / linrc / linrnl / linrnm: the
 LinR weight [1]; residual: the peak diffusivity scale [1].
 
-Weight normalization is not a training hook (it replaces parameters before the optimizer
-exists): use :func:`regularizers.norms.apply_weight_norm` on the model.
+weight_norm has no coefficient: it reparametrizes the covered layers before training and
+folds them back afterwards (:class:`regularizers.norms.WeightNorm`).
 """
 from __future__ import annotations
 
 import inspect
+import json
 
 from .angular import MHE, MMA, SRIP, Cosine, Orthogonal
 from .classic import L1, CutMix, Cutout, LabelSmoothing, Mixup, RandAugment
 from .linear import LinR
-from .norms import NormLoss, ProjectionWeightNorm
+from .norms import NormLoss, ProjectionWeightNorm, WeightNorm
 from .residual import ResidualSmoothing
 
 # name -> (class, options fixed by the name)
@@ -40,6 +41,7 @@ REGISTRY = {
     "srip": (SRIP, {}),
     "norm": (NormLoss, {}),
     "pbwn": (ProjectionWeightNorm, {}),
+    "weight_norm": (WeightNorm, {}),
     "l1": (L1, {}),
     "label_smoothing": (LabelSmoothing, {}),
     "mixup": (Mixup, {}),
@@ -59,16 +61,15 @@ def names() -> list:
     return list(REGISTRY)
 
 
-def _value(text: str):
+def parse_value(text: str):
+    """``'true'`` -> True, ``'3'`` -> 3, ``'0.5'`` -> 0.5, ``'[4,8]'`` -> [4, 8]; else the string."""
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def _options(text: str, spec: str) -> dict:
@@ -77,7 +78,7 @@ def _options(text: str, spec: str) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"regularizer {spec!r}: option {pair!r} is not KEY=VALUE")
-        options[key.strip()] = _value(value.strip())
+        options[key.strip()] = parse_value(value.strip())
     return options
 
 

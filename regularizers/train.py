@@ -158,6 +158,9 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
     regs = check_regularizers(regularizers)
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model.to(device)
+    for reg in regs:
+        if defines(reg, "prepare"):
+            reg.prepare(model)
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay, nesterov)
     scheduler = make_scheduler(opt, schedule, epochs, **(schedule_options or {}))
     stopper = EarlyStopping(patience, monitor) if patience else None
@@ -266,6 +269,9 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
         if progress:
             print(f"early stopping: best epoch {best_epoch} "
                   f"(validation {stopper.monitor} {stopper.best_value:.4f}); its weights restored")
+    for reg in regs:
+        if defines(reg, "finish"):
+            reg.finish(model)
     if out is not None:
         torch.save(model.state_dict(), out / "model.pt")
         if progress:

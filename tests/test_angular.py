@@ -13,7 +13,8 @@ SIMPLEX = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype
 
 
 def orthonormal_rows(n, d, seed=0):
-    q, _ = torch.linalg.qr(torch.randn(d, n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)))
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(d, n, dtype=torch.float64, generator=g))
     return q.T  # (n, d) with orthonormal rows
 
 

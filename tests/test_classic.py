@@ -49,7 +49,8 @@ def test_mixup_mixes_inputs_and_targets_with_one_beta_draw():
     lam = torch.distributions.Beta(0.4, 0.4).sample().item()
     perm = torch.randperm(6)
     assert torch.allclose(model.seen, lam * x + (1 - lam) * x[perm])
-    assert loss.item() == pytest.approx(lam * ordered(None, y).item() + (1 - lam) * ordered(None, y[perm]).item())
+    expected = lam * ordered(None, y) + (1 - lam) * ordered(None, y[perm])
+    assert loss.item() == pytest.approx(expected.item())
 
 
 def test_cutmix_target_weight_is_the_unpasted_area():
@@ -64,7 +65,8 @@ def test_cutmix_target_weight_is_the_unpasted_area():
         torch.randint(10, ()), torch.randint(10, ())
         perm = torch.randperm(8)
         pasted = (model.seen != x).any(dim=1)  # (b, H, W)
-        assert torch.equal(model.seen[pasted.unsqueeze(1).expand_as(x)], x[perm][pasted.unsqueeze(1).expand_as(x)])
+        inside = pasted.unsqueeze(1).expand_as(x)
+        assert torch.equal(model.seen[inside], x[perm][inside])
         moved = (perm != torch.arange(8))
         area = pasted[moved][0].float().mean().item()  # the box, seen on an image that changed
         expected = (1 - area) * ordered(None, y) + area * ordered(None, y[perm])

@@ -89,3 +89,16 @@ def test_every_method_runs_through_landscape_train(tmp_path):
         history = json.loads((out / "history.json").read_text())
         assert all(math.isfinite(history[key][0]) for key in ("objective", "train_loss", "test_loss")), name
         assert json.loads((out / "config.json").read_text())["regularizers"] == [name]
+
+
+def test_weight_norm_trains_reparametrized_and_saves_plain_weights(tmp_path):
+    from regularizers.models import load_model
+
+    out = tmp_path / "wn"
+    code = main(["train", "--model", "cnn", "--data", "digits", "--epochs", "1", "--reg", "weight_norm",
+                 "--out", str(out), "--device", "cpu", "--quiet"])
+    assert code == 0
+    checkpoint = torch.load(out / "checkpoints" / "epoch_001.pt", weights_only=False)
+    assert any("parametrizations" in key for key in checkpoint["model"])
+    plain = load_model("cnn", num_classes=10, in_channels=1, checkpoint=out / "model.pt")
+    assert not any("parametrizations" in key for key in plain.state_dict())

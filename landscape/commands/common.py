@@ -45,15 +45,14 @@ def resolve_device(name: str = "auto"):
 
 def parse_options(pairs) -> dict:
     """``["depth=28", "skip=false", "dropout=0.3"]`` -> ``{"depth": 28, "skip": False, "dropout": 0.3}``."""
+    from regularizers.registry import parse_value
+
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"model option {pair!r} is not KEY=VALUE")
-        try:
-            options[key] = json.loads(value.lower() if value.lower() in ("true", "false", "null") else value)
-        except json.JSONDecodeError:
-            options[key] = value
+        options[key] = parse_value(value)
     return options
 
 

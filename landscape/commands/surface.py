@@ -30,7 +30,8 @@ def add_direction_arguments(p, dir_type_default=None) -> None:
         p.add_argument(f"--{axis}ignore", default="biasbn", choices=("biasbn", "none"),
                        help=f"1-D entries of a random {axis} direction: biasbn = zero, none = random, "
                             "normalized per tensor")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random directions (and of the initial weights without a checkpoint)")
     p.add_argument("--dir_file", default=None, help="direction file to use (existing) or create")
 
 
@@ -56,8 +57,8 @@ def add_arguments(p) -> None:
     p.add_argument("--model_file2", default=None, help="x direction = this checkpoint - the model")
     p.add_argument("--model_file3", default=None, help="y direction = this checkpoint - the model")
     common.add_data_arguments(p)
-    p.add_argument("--x", default="-1:1:51", help="x axis start:stop:num")
-    p.add_argument("--y", default=None, help="y axis start:stop:num (2D)")
+    p.add_argument("--x", default="-1:1:51", help="x axis start:stop:num, written --x=-1:1:51")
+    p.add_argument("--y", default=None, help="y axis start:stop:num (2D), e.g. --y=-1:1:51")
     p.add_argument("--z", default=None, help="z axis start:stop:num (3D volume, needs --y)")
     add_direction_arguments(p)
     add_evaluation_arguments(p)
@@ -86,11 +87,16 @@ def _sha(path) -> str:
     return file_sha256(path) if path is not None else "none"
 
 
-def provenance(args, data) -> dict:
-    """Descriptive settings stored in direction and surface files."""
-    checkpoint = common.checkpoint_file(getattr(args, "checkpoint", None))
-    spec = args.model or common.run_config(getattr(args, "checkpoint", None)).get("model", "")
-    return {"model": spec, "checkpoint_sha256": _sha(checkpoint), "data": data.name}
+def provenance(args, model, data) -> dict:
+    """Settings stored in direction and surface files: the model (spec, checkpoint and state
+    hashes) and the data's name."""
+    from landscape.directions import origin
+    from landscape.store import tensors_sha256
+
+    checkpoint = common.checkpoint_file(args.checkpoint)
+    spec = args.model or common.run_config(args.checkpoint).get("model", "")
+    return {"model": spec, "checkpoint_sha256": _sha(checkpoint), "data": data.name,
+            "weights_sha256": tensors_sha256(origin(model, "states"))}
 
 
 def _stem(args) -> str:
@@ -193,7 +199,7 @@ def surface_from_args(args, model, data, grid) -> int:
     from landscape.surface import compute_surface
 
     options = evaluation_options(args)
-    attrs = provenance(args, data)
+    attrs = provenance(args, model, data)
     directions, dir_file = directions_for(args, model, grid.ndim, attrs)
     surf_file = args.surf_file or derived_surf_file(dir_file, grid, options)
     computed = []
@@ -210,6 +216,9 @@ def surface_from_args(args, model, data, grid) -> int:
 def run(args) -> int:
     from landscape.grid import make_grid
 
+    import torch
+
     grid = make_grid(args.x, args.y, args.z)
+    torch.manual_seed(args.seed)  # reproducible initial weights when no checkpoint is given
     model, data = common.model_and_data(args)
     return surface_from_args(args, model, data, grid)

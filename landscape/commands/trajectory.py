@@ -8,6 +8,7 @@ covers the path unless ``--x``/``--y`` are given.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +46,12 @@ def run(args) -> int:
     from landscape.surface import compute_surface
     from landscape.trajectory import run_trajectory
 
-    import time
-
     out = Path(args.out or args.run)
     out.mkdir(parents=True, exist_ok=True)
-    model, data = common.model_and_data(args, checkpoint=args.run)
+    args.checkpoint = args.run  # the final model: the run's model.pt
+    model, data = common.model_and_data(args)
     traj = run_trajectory(model, args.run, dir_type=args.dir_type, ignore=args.ignore)
-    attrs = provenance(args, data)
-    attrs["checkpoint_sha256"] = common_sha(args.run)
+    attrs = provenance(args, model, data)
     dir_file = save_directions(out / "trajectory_directions.h5", traj.directions, attrs)
     path_file = save_projection(out / "trajectory_path.h5", traj.coords, labels=traj.labels,
                                 attrs={**attrs, "dir_file": str(dir_file)})
@@ -72,8 +71,3 @@ def run(args) -> int:
         report(result, time.perf_counter() - start, sum(computed))
     return 0
 
-
-def common_sha(run) -> str:
-    from landscape.store import file_sha256
-
-    return file_sha256(common.checkpoint_file(run))

@@ -1,0 +1,105 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from landscape.cli import main
+from landscape.store import read_attrs, read_projection, read_surface
+from regularizers.data import load_data
+from regularizers.models import load_model
+
+MODEL = ["--model", "cnn", "--model-option", "channels=[4,8]", "--data", "digits", "--quiet"]
+
+
+def tiny_cnn(seed):
+    torch.manual_seed(seed)
+    return load_model("cnn", num_classes=10, in_channels=1, channels=[4, 8])
+
+
+def loss_of(model, split="test"):
+    data = load_data("digits")
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    with torch.no_grad():
+        return F.cross_entropy(model.eval()(x), y).item()
+
+
+def test_surface_command_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test"]) == 0
+    dir_file = "cnn_weights_xignore=biasbn_xnorm=filter_yignore=biasbn_ynorm=filter_seed=0.h5"
+    surf_file = dir_file[:-3] + "_[-1,1,3]x[-1,1,2]_test.h5"
+    assert f"{surf_file}: 6/6 points (6 computed" in capsys.readouterr().out
+    surface = read_surface(surf_file)
+    assert surface["test_loss"].shape == (2, 3) and np.isfinite(surface["test_loss"]).all()
+    assert surface.dir_file == dir_file and surface.attrs["model"] == "cnn" and surface.attrs["data"] == "digits"
+    assert read_attrs(dir_file)["xnorm"] == "filter" and read_attrs(dir_file)["checkpoint_sha256"] == "none"
+    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test"]) == 0
+    assert "6/6 points (0 computed" in capsys.readouterr().out
+    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test", "--loss_name", "mse",
+                 "--surf_file", surf_file]) == 2
+    assert "made with loss='crossentropy', not 'mse'" in capsys.readouterr().err
+    with h5py.File(dir_file, "r+") as f:  # as if made for other weights
+        f.attrs["weights_sha256"] = "0123"
+    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test"]) == 2
+    assert "was made with weights_sha256='0123'" in capsys.readouterr().err
+
+
+def test_checkpoints_targets_and_interpolate(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    a, b = tiny_cnn(1), tiny_cnn(2)
+    torch.save(a.state_dict(), "a.pt")
+    torch.save({"model": b.state_dict(), "epoch": 3}, "b.pt")
+    assert main(["interpolate", *MODEL, "--model_file", "a.pt", "--model_file2", "b.pt", "--x=0:1:2",
+                 "--splits", "test"]) == 0
+    line = read_surface("a.pt_b_states_x=target_[0,1,2]_test.h5")
+    np.testing.assert_allclose(line["test_loss"], [loss_of(a), loss_of(b)], rtol=1e-5)
+    assert read_attrs("a.pt_b_states_x=target.h5")["xkind"] == "target"
+    # surface with a target x axis and a random y axis through --checkpoint
+    assert main(["surface", *MODEL, "--checkpoint", "a.pt", "--model_file2", "b.pt", "--x=0:1:2", "--y=0:0:1",
+                 "--dir_type", "states", "--splits", "test", "--surf_file", "plane.h5"]) == 0
+    np.testing.assert_allclose(read_surface("plane.h5")["test_loss"][0], [loss_of(a), loss_of(b)], rtol=1e-5)
+
+
+def test_existing_de_facto_direction_file_is_used_as_is(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    model = tiny_cnn(3)
+    torch.save(model.state_dict(), "m.pt")
+    with h5py.File("zero_dirs.h5", "w") as f:  # de facto layout, zero x direction
+        group = f.create_group("xdirection")
+        for i, p in enumerate(model.parameters()):
+            group.create_dataset(str(i), data=np.zeros(tuple(p.shape), dtype=np.float32))
+    assert main(["surface", *MODEL, "--checkpoint", "m.pt", "--dir_file", "zero_dirs.h5", "--x=-1:1:3",
+                 "--splits", "test", "--surf_file", "flat.h5"]) == 0
+    np.testing.assert_allclose(read_surface("flat.h5")["test_loss"], [loss_of(model)] * 3, rtol=1e-5)
+    with h5py.File("bad_dirs.h5", "w") as f:
+        f.create_group("xdirection").create_dataset("0", data=np.zeros(3))
+    assert main(["surface", *MODEL, "--checkpoint", "m.pt", "--dir_file", "bad_dirs.h5", "--x=-1:1:3"]) == 2
+    assert "bad_dirs.h5: xdirection has 1 tensors but the model has" in capsys.readouterr().err
+    assert main(["surface", *MODEL, "--x=1:-1:3"]) == 2
+    err = capsys.readouterr().err
+    assert "stop must be greater than start" in err and err.count("\n") == 1
+
+
+def test_trajectory_command(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "cnn", "model_options": {"channels": [4, 8]},
+                                                 "data": "digits", "data_seed": 0}))
+    model = tiny_cnn(4)
+    g = torch.Generator().manual_seed(0)
+    for epoch in range(1, 5):
+        state = {k: v + (4 - epoch) * 0.05 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+                 for k, v in model.state_dict().items()}
+        torch.save({"model": state, "epoch": epoch}, run / "checkpoints" / f"epoch_{epoch:03d}.pt")
+    torch.save(model.state_dict(), run / "model.pt")
+    assert main(["trajectory", str(run), "--surface", "--x=-1:1:2", "--y=-1:1:2", "--splits", "test", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "explained variance ratio" in out and "4/4 points" in out
+    coords, labels = read_projection(run / "trajectory_path.h5")
+    assert coords.shape == (4, 2) and labels[-1] == "epoch_004"
+    np.testing.assert_allclose(coords[-1], [0.0, 0.0], atol=1e-6)  # the last checkpoint is the final model
+    surface = read_surface(run / "trajectory_surface.h5")
+    assert surface.dir_file.endswith("trajectory_directions.h5") and surface.done.all()

@@ -1,0 +1,163 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from landscape.directions import direction_names, random_directions
+from landscape.evaluate import Evaluator, compile_model
+
+
+def conv_bn_net(seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(inplace=True),
+                        nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(8 * 4 * 4, 5))
+    net.train()
+    with torch.no_grad():  # running statistics that differ from the defaults
+        for _ in range(3):
+            net(torch.randn(32, 1, 8, 8) * 2 + 0.5)
+    return net
+
+
+def tiny_data(seed=0, n_train=120, n_test=70, shape=(1, 8, 8), classes=5):
+    g = torch.Generator().manual_seed(seed)
+    return {"train": (torch.randn(n_train, *shape, generator=g), torch.randint(0, classes, (n_train,), generator=g)),
+            "test": (torch.randn(n_test, *shape, generator=g), torch.randint(0, classes, (n_test,), generator=g))}
+
+
+def reference(model, data, directions, coords, loss="crossentropy"):
+    """Loss/acc per split by loading theta + sum c_k d_k into a fresh copy (an independent path)."""
+    net = copy.deepcopy(model).eval()
+    names = direction_names(model, directions.dir_type)
+    state = net.state_dict()
+    with torch.no_grad():
+        for i, name in enumerate(names):
+            if state[name].is_floating_point():
+                state[name] += sum(c * axis[i] for c, axis in zip(coords, directions.axes))
+        net.load_state_dict(state)
+        row = []
+        for split in ("train", "test"):
+            x, y = data[split]
+            out = net(x)
+            if loss == "crossentropy":
+                value = F.cross_entropy(out, y)
+            else:
+                value = F.mse_loss(out.softmax(1), F.one_hot(y, out.shape[1]).float())
+            row += [value.item(), 100.0 * (out.argmax(1) == y).float().mean().item()]
+    return np.array(row)
+
+
+POINTS = np.array([[0.0, 0.0], [0.4, -0.3], [-0.8, 0.6], [1.0, 1.0]])
+
+
+def test_plain_path_matches_an_independent_computation():
+    net, data = conv_bn_net(), tiny_data()
+    d = random_directions(net, ndim=2, seed=1)
+    ev = Evaluator(net, data, d, batch_size=50, fold_bn=False, first_layer=False, device="cpu")
+    got = ev(POINTS)
+    ref = np.stack([reference(net, data, d, c) for c in POINTS])
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    assert ev.columns == ["train_loss", "train_acc", "test_loss", "test_acc"]
+
+
+def test_fast_and_vmap_paths_equal_the_plain_path():
+    net, data = conv_bn_net(), tiny_data()
+    d = random_directions(net, ndim=2, seed=2)
+    plain = Evaluator(net, data, d, batch_size=50, fold_bn=False, first_layer=False, device="cpu")(POINTS)
+    fast = Evaluator(net, data, d, batch_size=50, device="cpu")
+    assert fast.program.first == "0" and [f.conv for f in fast.program.folds] == ["3"]
+    np.testing.assert_allclose(fast(POINTS), plain, rtol=1e-5)
+    for kwargs in ({}, dict(fold_bn=False, first_layer=False)):
+        vm = Evaluator(net, data, d, batch_size=50, points_per_pass=3, device="cpu", **kwargs)
+        np.testing.assert_allclose(vm(POINTS), plain, rtol=1e-5)
+
+
+def test_states_directions_move_running_statistics():
+    net, data = conv_bn_net(), tiny_data()
+    d = random_directions(net, ndim=2, seed=3, dir_type="states", ignore=None)
+    small = POINTS * 0.2  # keep running variances positive
+    ref = np.stack([reference(net, data, d, c) for c in small])
+    for kwargs in ({}, dict(points_per_pass=2)):
+        np.testing.assert_allclose(Evaluator(net, data, d, batch_size=64, device="cpu", **kwargs)(small), ref, rtol=1e-5)
+    assert not np.allclose(ref[1], reference(net, data, random_directions(net, ndim=2, seed=3), small[1]))
+
+
+def test_model_is_bit_exactly_unchanged_and_keeps_its_mode():
+    net, data = conv_bn_net(), tiny_data()
+    net.train()
+    net[1].eval()  # a mixed mode must survive too
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    modes = [m.training for m in net.modules()]
+    for dir_type in ("weights", "states"):
+        d = random_directions(net, ndim=2, seed=4, dir_type=dir_type)
+        Evaluator(net, data, d, batch_size=40, device="cpu", points_per_pass=2)(POINTS)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert [m.training for m in net.modules()] == modes
+
+
+def test_mse_is_the_de_facto_softmax_one_hot_mean():
+    net, data = conv_bn_net(), tiny_data()
+    d = random_directions(net, ndim=2, seed=5)
+    got = Evaluator(net, data, d, loss="mse", batch_size=50, device="cpu")(POINTS[:2])
+    ref = np.stack([reference(net, data, d, c, loss="mse") for c in POINTS[:2]])
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+
+
+def test_linear_first_layer_after_flatten_uses_the_cache():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 5))
+    net[2].running_mean.uniform_(-1, 1)
+    data = tiny_data()
+    d = random_directions(net, ndim=2, seed=6, ignore=None)
+    ev = Evaluator(net, data, d, batch_size=50, device="cpu")
+    assert ev.program.first == "1" and ev.program.first_fold is not None
+    ref = np.stack([reference(net, data, d, c) for c in POINTS])
+    np.testing.assert_allclose(ev(POINTS), ref, rtol=1e-5)
+
+
+class Branchy(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Linear(4 * 36, 5)
+
+    def forward(self, x):
+        h = self.bn(self.conv(x))
+        if h.mean() > 100:
+            h = -h
+        return self.fc(h.relu().flatten(1))
+
+
+def test_untraceable_models_fall_back_to_the_plain_path():
+    torch.manual_seed(0)
+    net, data = Branchy(), tiny_data()
+    assert compile_model(net).folds == []
+    d = random_directions(net, ndim=2, seed=7)
+    ev = Evaluator(net, data, d, batch_size=50, device="cpu")
+    assert ev.program is ev._plain
+    np.testing.assert_allclose(ev(POINTS[:2]), np.stack([reference(net, data, d, c) for c in POINTS[:2]]), rtol=1e-5)
+
+
+def test_bf16_autocast_is_close():
+    net, data = conv_bn_net(), tiny_data()
+    d = random_directions(net, ndim=2, seed=8)
+    full = Evaluator(net, data, d, device="cpu")(POINTS[:2])
+    half = Evaluator(net, data, d, device="cpu", precision="bf16")(POINTS[:2])
+    np.testing.assert_allclose(half[:, [0, 2]], full[:, [0, 2]], rtol=3e-2)
+
+
+def test_bad_inputs():
+    net, data = conv_bn_net(), tiny_data()
+    d = random_directions(net, ndim=2, seed=9)
+    with pytest.raises(ValueError, match="no split 'val'"):
+        Evaluator(net, data, d, splits=("val",), device="cpu")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        Evaluator(net, data, d, loss="hinge", device="cpu")
+    with pytest.raises(ValueError, match="integer class targets"):
+        Evaluator(net, {"train": (data["train"][0], data["train"][1].float())}, d, splits=("train",), device="cpu")
+    with pytest.raises(ValueError, match="2 columns"):
+        Evaluator(net, data, d, device="cpu")(np.zeros((1, 3)))

@@ -1,0 +1,165 @@
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from landscape.directions import random_directions
+from landscape.store import read_surface
+from landscape.surface import compute_surface, interpolate
+
+
+def regression_problem(seed=0, n=60, features=4):
+    """nn.Linear in float64 with float targets: the MSE is a quadratic in the coordinates."""
+    g = torch.Generator().manual_seed(seed)
+    model = nn.Linear(features, 1).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(1, features, generator=g, dtype=torch.float64))
+        model.bias.fill_(0.3)
+    split = lambda m: (torch.randn(m, features, generator=g, dtype=torch.float64),
+                       torch.randn(m, generator=g, dtype=torch.float64))
+    return model, {"train": split(n), "test": split(n // 2)}
+
+
+def quadratic(model, directions, x, t):
+    """loss(c) = F + 2 h.c + c^T G c with r0 = X w + b - t and a_k = X dw_k + db_k (numpy)."""
+    w, b = model.weight.detach().numpy()[0], model.bias.item()
+    x, t = x.numpy(), t.numpy()
+    r0 = x @ w + b - t
+    a = np.stack([x @ d[0].numpy()[0] + d[1].item() for d in directions.axes], axis=1)
+    n = len(t)
+    gram, h, f = a.T @ a / n, a.T @ r0 / n, r0 @ r0 / n
+    return lambda c: f + 2 * h @ c + c @ gram @ c
+
+
+def test_linear_regression_surface_is_the_known_quadratic_on_a_non_square_grid():
+    model, data = regression_problem()
+    d = random_directions(model, ndim=2, seed=1, ignore=None)  # the bias moves too
+    result = compute_surface(model, data, directions=d, x="-1:1:5", y="-2:1:4", loss="mse", progress=False)
+    assert result["train_loss"].shape == (4, 5) and result.done.all()
+    for split in ("train", "test"):
+        q = quadratic(model, d, *data[split])
+        expected = np.array([[q(np.array([xj, yi])) for xj in result.x] for yi in result.y])
+        np.testing.assert_allclose(result[f"{split}_loss"], expected, rtol=1e-6, atol=1e-9)  # Z[i, j] at (x[j], y[i])
+        assert np.isnan(result[f"{split}_acc"]).all()  # no accuracy for regression targets
+    own = F.mse_loss(model(data["train"][0]).squeeze(1), data["train"][1]).item()
+    assert result["train_loss"][2, 2] == pytest.approx(own, rel=1e-12)  # the origin is (x[2], y[2])
+
+
+def test_1d_and_3d_surfaces_follow_the_quadratic():
+    model, data = regression_problem(seed=2)
+    d3 = random_directions(model, ndim=3, seed=3, ignore=None)
+    vol = compute_surface(model, data, directions=d3, x="-1:1:3", y="0:1:2", z="-0.5:0.5:3", loss="mse",
+                          splits=("train",), progress=False)
+    q = quadratic(model, d3, *data["train"])
+    assert vol["train_loss"].shape == (3, 2, 3)
+    for l, zl in enumerate(vol.z):
+        for i, yi in enumerate(vol.y):
+            for j, xj in enumerate(vol.x):
+                assert vol["train_loss"][l, i, j] == pytest.approx(q(np.array([xj, yi, zl])), rel=1e-6)
+    d1 = random_directions(model, ndim=1, seed=3, ignore=None)
+    line = compute_surface(model, data, directions=d1, x="-1:1:7", loss="mse", splits=("train",), progress=False)
+    q1 = quadratic(model, d1, *data["train"])
+    np.testing.assert_allclose(line["train_loss"], [q1(np.array([c])) for c in line.x], rtol=1e-6)
+    with pytest.raises(ValueError, match="a 2D grid needs 2 directions, got 1"):
+        compute_surface(model, data, directions=d1, x="-1:1:3", y="-1:1:3", loss="mse", progress=False)
+
+
+def cnn_problem():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
+    g = torch.Generator().manual_seed(1)
+    data = {s: (torch.randn(m, 1, 8, 8, generator=g), torch.randint(0, 3, (m,), generator=g))
+            for s, m in (("train", 80), ("test", 40))}
+    return model, data
+
+
+class Stop(Exception):
+    pass
+
+
+def test_interrupted_surface_resumes_to_the_one_go_result(tmp_path):
+    model, data = cnn_problem()
+    d = random_directions(model, ndim=2, seed=4)
+    grid = dict(x="-1:1:4", y="-1:1:3")
+    whole = compute_surface(model, data, directions=d, progress=False, **grid)
+    path, seen = tmp_path / "s.h5", []
+
+    def stop_after_five(indices, rows):
+        seen.extend(indices)
+        if len(seen) >= 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        compute_surface(model, data, directions=d, surf_file=path, progress=False, on_rows=stop_after_five, **grid)
+    half = read_surface(path)
+    assert half.done.sum() == 5 and np.isnan(half["train_loss"]).sum() == 7
+    rest = []
+    resumed = compute_surface(model, data, directions=d, surf_file=path, progress=False,
+                              on_rows=lambda i, r: rest.extend(i), **grid)
+    assert sorted(rest) == sorted(set(range(12)) - set(seen))
+    for key in whole.values:
+        np.testing.assert_allclose(resumed[key], whole[key], rtol=1e-12)
+        np.testing.assert_allclose(read_surface(path)[key], whole[key], rtol=1e-12)
+    again = []
+    compute_surface(model, data, directions=d, surf_file=path, progress=False, on_rows=lambda i, r: again.extend(i), **grid)
+    assert again == []
+
+
+def test_de_facto_file_with_minus_one_entries_resumes_only_those(tmp_path):
+    model, data = cnn_problem()
+    d = random_directions(model, ndim=2, seed=5)
+    x, y = np.linspace(-1, 1, 4), np.linspace(-0.5, 0.5, 3)
+    whole = compute_surface(model, data, directions=d, x=x, y=y, progress=False)
+    path = tmp_path / "facto.h5"
+    missing = [1, 6, 10]
+    with h5py.File(path, "w") as f:  # (nx, ny) arrays in flat meshgrid-'xy' order, -1 = unfinished
+        f["dir_file"], f["xcoordinates"], f["ycoordinates"] = "dirs.h5", x, y
+        for key, values in whole.values.items():
+            flat = values.reshape(-1).copy()
+            flat[missing] = -1
+            f[key] = flat.reshape(len(x), len(y))
+    computed = []
+    result = compute_surface(model, data, directions=d, x=x, y=y, surf_file=path, progress=False,
+                             on_rows=lambda i, r: computed.extend(i))
+    assert sorted(computed) == missing
+    for key in whole.values:
+        np.testing.assert_allclose(result[key], whole[key], rtol=1e-12)
+        np.testing.assert_allclose(read_surface(path)[key], whole[key], rtol=1e-12)
+
+
+def test_surface_file_of_other_settings_is_refused(tmp_path):
+    model, data = cnn_problem()
+    d = random_directions(model, ndim=2, seed=6)
+    path = tmp_path / "s.h5"
+    compute_surface(model, data, directions=d, x="-1:1:2", y="-1:1:2", surf_file=path, progress=False,
+                    attrs={"data": "tiny"})
+    with pytest.raises(ValueError, match="made with loss='crossentropy', not 'mse'"):
+        compute_surface(model, data, directions=d, x="-1:1:2", y="-1:1:2", surf_file=path, loss="mse", progress=False)
+    with pytest.raises(ValueError, match="made with xseed=6, not 7"):
+        compute_surface(model, data, directions=random_directions(model, ndim=2, seed=7), x="-1:1:2",
+                        y="-1:1:2", surf_file=path, progress=False)
+    with pytest.raises(ValueError, match="made with data='tiny', not 'other'"):
+        compute_surface(model, data, directions=d, x="-1:1:2", y="-1:1:2", surf_file=path, progress=False,
+                        attrs={"data": "other"})
+    with torch.no_grad():
+        model[4].bias.add_(1.0)
+    with pytest.raises(ValueError, match="made with weights_sha256="):
+        compute_surface(model, data, directions=d, x="-1:1:2", y="-1:1:2", surf_file=path, progress=False,
+                        attrs={"data": "tiny"})
+
+
+def test_interpolation_ends_at_both_models():
+    m1, data = cnn_problem()
+    torch.manual_seed(9)
+    m2 = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
+    with torch.no_grad():
+        m2[1].running_mean.fill_(0.2)
+        m2[1].running_var.fill_(1.7)
+    line = interpolate(m1, m2, data, "-0.5:1.5:5", progress=False)
+    np.testing.assert_allclose(line.x, [-0.5, 0.0, 0.5, 1.0, 1.5])
+    for model, at in ((m1, 1), (m2, 3)):
+        x, y = data["test"]
+        expected = F.cross_entropy(model.eval()(x), y).item()
+        assert line["test_loss"][at] == pytest.approx(expected, rel=1e-5)
