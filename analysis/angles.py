@@ -49,7 +49,8 @@ def pairwise_angles(weight) -> np.ndarray:
 
 
 def minimal_angles(weight) -> np.ndarray:
-    """Each filter's smallest angle to any other filter of the layer, degrees: ``(out,)``."""
+    """Each filter's smallest angle to any other filter of the layer, degrees: ``(out,)``
+    (``inf`` for a layer with a single filter)."""
     angles = pairwise_angles(weight)
     np.fill_diagonal(angles, np.inf)
     return angles.min(axis=1)
@@ -74,7 +75,8 @@ class AngleHistogram:
     counts: Dict[str, np.ndarray]
 
 
-def angle_values(model: nn.Module, kind: str = "minimal", layer: Optional[int] = None) -> np.ndarray:
+def angle_values(model: nn.Module, kind: str = "minimal",
+                 layer: Optional[int] = None) -> np.ndarray:
     """All minimal (per filter) or pairwise (per pair) angles of one layer, or of every layer
     pooled when ``layer`` is None; degrees, 1-D."""
     if kind not in ("minimal", "pairwise"):
@@ -89,7 +91,7 @@ def angle_values(model: nn.Module, kind: str = "minimal", layer: Optional[int] =
 
 def angle_histogram(models: Mapping[str, nn.Module], kind: str = "minimal",
                     layer: Optional[int] = None, bins: int = 36) -> AngleHistogram:
-    """Histogram of :func:`angle_values` for each model on ``bins`` equal bins over [0, 180] degrees."""
+    """Histogram of :func:`angle_values` per model, ``bins`` equal bins over [0, 180] degrees."""
     edges = np.linspace(0.0, 180.0, bins + 1)
     counts = {name: np.histogram(angle_values(m, kind, layer), bins=edges)[0]
               for name, m in models.items()}
@@ -155,7 +157,8 @@ def plot_min_angles(table: MinAngleTable, ax=None):
     x = np.arange(len(table.layers))
     for name in table.min_angle:
         line, = ax.plot(x, table.min_angle[name], marker="o", label=f"{name} min")
-        ax.plot(x, table.mean_min_angle[name], ls="--", color=line.get_color(), label=f"{name} mean")
+        ax.plot(x, table.mean_min_angle[name], ls="--", color=line.get_color(),
+                label=f"{name} mean")
     ax.set(xlabel="layer index", ylabel="minimal pairwise angle (degrees)", xticks=x)
     ax.legend()
     return fig

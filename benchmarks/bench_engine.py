@@ -86,15 +86,17 @@ def main(argv=None) -> int:
                                           device="cpu", progress=False, **kw)
     engine(points_per_pass=1)  # warm-up (allocator, oneDNN kernels)
     ref, t_ref = timed(lambda: de_facto_surface(net, x, y, directions, grid))
-    runs = {"engine (default)": {}, "engine plain path": dict(fold_bn=False, first_layer=False),
+    runs = {"engine (default)": {},
+            "engine, no channels_last": dict(channels_last=False),
+            "engine plain path (no fold/cache/CL)": dict(fold_bn=False, first_layer=False, channels_last=False),
             "engine vmap, 4 points/pass": dict(points_per_pass=4)}
     print(f"{grid.size} points, {args.samples} samples 1x16x16, Conv-BN CNN, {torch.get_num_threads()} threads")
-    print(f"{'de facto (DataLoader 128, no_grad)':34s} {grid.size / t_ref:7.2f} points/s")
+    print(f"{'de facto (DataLoader 128, no_grad)':38s} {grid.size / t_ref:7.2f} points/s")
     for name, kwargs in runs.items():
         result, t = timed(lambda: engine(**kwargs))
         rel = np.max(np.abs(result["train_loss"].reshape(-1) / ref[:, 0] - 1))
         same_acc = np.array_equal(result["train_acc"].reshape(-1), ref[:, 1])
-        print(f"{name:34s} {grid.size / t:7.2f} points/s  speed-up {t_ref / t:5.2f}x  "
+        print(f"{name:38s} {grid.size / t:7.2f} points/s  speed-up {t_ref / t:5.2f}x  "
               f"max rel. diff of loss {rel:.1e}  accuracies {'equal' if same_acc else 'DIFFER'}")
     return 0
 

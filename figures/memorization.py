@@ -2,7 +2,7 @@
 Gaussian inputs (Zhang et al. 2017, Fig. 1a; lecture 002). Writes ``memorization.png`` and the
 per-epoch histories ``memorization.json`` into ``--out`` (default ``figures/out``).
 
-    python figures/memorization.py            # all digits, 100 epochs (under a minute on a CPU)
+    python figures/memorization.py            # all digits, 100 epochs (about a minute on a CPU)
     python figures/memorization.py --quick    # 200 digits, 15 epochs (seconds)
 """
 from __future__ import annotations

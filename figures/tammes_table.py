@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from analysis.tammes import MMA_TABLE1, plot_tammes_table, tammes_table  # noqa: E402
+from analysis.tammes_problem import MMA_TABLE1, plot_tammes_table, tammes_table  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 QUICK_CASES = ((3, 4), (3, 6), (4, 5))

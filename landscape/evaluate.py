@@ -42,6 +42,7 @@ from .directions import Directions, check_fits, direction_names
 LOSSES = ("crossentropy", "mse")
 PRECISIONS = {None: None, "none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+FIRST_LAYER_MIN_MACS = 32  # below this the cached composition is slower than the layer on CPUs
 
 
 def value_keys(splits: Sequence[str]) -> List[str]:
@@ -118,7 +119,7 @@ def _fold_pairs(gm: fx.GraphModule) -> List[_Fold]:
         graph.erase_node(node)
         folds.append(_Fold(prev.target, node.target, bn.eps, layer.bias is not None, bn.affine))
         if layer.bias is None:
-            layer.bias = nn.Parameter(torch.zeros_like(layer.weight[:, 0].reshape(-1)))
+            layer.bias = nn.Parameter(layer.weight.new_zeros(layer.weight.shape[0]))
     return folds
 
 
@@ -137,18 +138,67 @@ def _first_layer(gm: fx.GraphModule) -> Optional[fx.Node]:
     return None
 
 
-def compile_model(model: nn.Module, *, fold_bn: bool = True, first_layer: bool = True) -> _Program:
-    """A private eval-mode copy of ``model`` with BN folded and/or the first layer cut off
-    (see the module docstring); the plain copy when ``torch.fx`` cannot trace the model."""
+def _is_relu(node: fx.Node, mods: dict) -> bool:
+    if node.op == "call_module":
+        return isinstance(mods[node.target], nn.ReLU)
+    return (node.op == "call_function" and node.target in (F.relu, torch.relu)) or \
+        (node.op == "call_method" and node.target == "relu")
+
+
+def _pool_before_relu(gm: fx.GraphModule) -> None:
+    """Rewrite ``maxpool(relu(x))`` as ``relu(maxpool(x))`` (equal: both are monotone), so the
+    ReLU touches only the pooled values."""
+    mods = dict(gm.named_modules())
+    for pool in list(gm.graph.nodes):
+        module = mods.get(pool.target) if pool.op == "call_module" else None
+        if not isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)) or module.return_indices:
+            continue
+        relu = pool.args[0]
+        if not (isinstance(relu, fx.Node) and _is_relu(relu, mods) and len(relu.users) == 1):
+            continue
+        x = relu.args[0]
+        pool.replace_input_with(relu, x)
+        pool.replace_all_uses_with(relu)
+        relu.replace_input_with(x, pool)
+        pool.append(relu)
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    """4-D tensors in channels-last memory format (values unchanged); others as they are."""
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
+def _conv_outputs_channels_last(gm: fx.GraphModule) -> None:
+    """Make every Conv2d output channels-last (a 1-channel input leaves it ambiguous)."""
+    mods = dict(gm.named_modules())
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and isinstance(mods[node.target], nn.Conv2d):
+            with gm.graph.inserting_after(node):
+                out = gm.graph.call_function(_channels_last, (node,))
+            node.replace_all_uses_with(out, delete_user_cb=lambda user: user is not out)
+
+
+def compile_model(model: nn.Module, *, fold_bn: bool = True, first_layer: Optional[bool] = None,
+                  reorder: bool = True, channels_last: bool = False) -> _Program:
+    """A private eval-mode copy of ``model``, rewritten with ``torch.fx`` (see the module
+    docstring): BN folded, max-pooling moved before ReLU, conv outputs channels-last, the first
+    layer cut off (``first_layer=None``: only when it does at least ``FIRST_LAYER_MIN_MACS``
+    multiply-adds per output value). The plain copy when nothing is asked or fx cannot trace."""
     work = copy.deepcopy(model).eval()
-    if not (fold_bn or first_layer):
+    if not (fold_bn or first_layer is not False or reorder or channels_last):
         return _Program(work, [])
     try:
         gm = fx.symbolic_trace(work)
     except Exception:  # untraceable forward (data-dependent control flow, ...): plain path
         return _Program(work, [])
     folds = _fold_pairs(gm) if fold_bn else []
-    node = _first_layer(gm) if first_layer else None
+    if reorder:
+        _pool_before_relu(gm)
+    if channels_last:
+        _conv_outputs_channels_last(gm)
+    node = _first_layer(gm) if first_layer is not False else None
+    if node is not None and first_layer is None and gm.get_submodule(node.target).weight[0].numel() < FIRST_LAYER_MIN_MACS:
+        node = None
     first = {}
     if node is not None:
         placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
@@ -208,7 +258,8 @@ class Evaluator:
                  splits: Sequence[str] = ("train", "test"), loss: str = "crossentropy",
                  batch_size: int = 1000, device=None, precision: Optional[str] = None,
                  points_per_pass: Optional[int] = None, fold_bn: bool = True,
-                 first_layer: bool = True, cache_bytes: int = 2 ** 31):
+                 first_layer: bool = True, cache_bytes: int = 2 ** 31,
+                 channels_last: Optional[bool] = None):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
         if precision not in PRECISIONS:
@@ -221,6 +272,7 @@ class Evaluator:
         self.columns = value_keys(self.splits)
         self.points_per_pass = points_per_pass or (8 if self.device.type == "cuda" else 1)
         self._autocast = PRECISIONS[precision]
+        self.channels_last = self.device.type == "cpu" if channels_last is None else bool(channels_last)
         with torch.inference_mode():
             self._setup(model, data, directions)
             self.program = self._plain
@@ -246,6 +298,8 @@ class Evaluator:
         for split in self.splits:
             x, y = split_tensors(data, split)
             x = x.to(device=self.device, dtype=self.dtype if x.is_floating_point() else None)
+            if self.channels_last:
+                x = _channels_last(x)
             y = y.to(self.device)
             if self.loss == "crossentropy" and y.is_floating_point():
                 raise ValueError("crossentropy needs integer class targets; use loss='mse' for regression")
@@ -286,7 +340,8 @@ class Evaluator:
         return None
 
     def _first_layer_cache(self, name: str, cache_bytes: int):
-        """{split: (1 + ndim, n, *out)}: the first layer's output at theta (no bias) and per direction."""
+        """{split: [C_0, C_1, ..]}: the first layer's outputs (n, *out) without bias at theta
+        and along each direction; None when they would take more than ``cache_bytes``."""
         layer = self._plain.module.get_submodule(name)
         weights = self._layer_weights(name)
         one = layer_input(self._plain.module, name, self._data[self.splits[0]][0][:1])
@@ -294,15 +349,15 @@ class Evaluator:
         total = sum(len(x) for x, _ in self._data.values()) * per_sample * len(weights)
         if total > cache_bytes:
             return None
+        zero_bias = {"bias": torch.zeros_like(layer.bias)} if layer.bias is not None else {}
         cache = {}
         for split, (x, _) in self._data.items():
-            parts = []
-            for start in range(0, len(x), self.batch_size):
-                inp = layer_input(self._plain.module, name, x[start:start + self.batch_size])
-                zero_bias = {"bias": torch.zeros_like(layer.bias)} if layer.bias is not None else {}
-                parts.append(torch.stack([functional_call(layer, {"weight": w, **zero_bias}, (inp,))
-                                          for w in weights]))
-            cache[split] = torch.cat(parts, dim=1)
+            inputs = [layer_input(self._plain.module, name, x[start:start + self.batch_size])
+                      for start in range(0, len(x), self.batch_size)]
+            cache[split] = [_channels_last(torch.cat([functional_call(layer, {"weight": w, **zero_bias}, (inp,))
+                                                      for inp in inputs])) if self.channels_last else
+                            torch.cat([functional_call(layer, {"weight": w, **zero_bias}, (inp,)) for inp in inputs])
+                            for w in weights]
         return cache
 
     def _layer_weights(self, name: str) -> List[torch.Tensor]:
@@ -347,7 +402,7 @@ class Evaluator:
         bias = full[f"{program.first}.bias"] if program.first_bias else None
         if program.first_fold is not None:
             return state, self._affine(program.first_fold, full, bias)
-        ones = torch.ones_like(full[f"{program.first}.weight"][:, 0].reshape(-1))
+        ones = full[f"{program.first}.weight"].new_ones(full[f"{program.first}.weight"].shape[0])
         return state, (ones, bias if bias is not None else torch.zeros_like(ones))
 
     def _logits(self, program: _Program, state: dict, affine, coords, split: str, rows: slice,
@@ -357,8 +412,10 @@ class Evaluator:
         x = self._data[split][0][rows]
         args = (x,)
         if program.first is not None:
-            cache = self._cache[split][:, rows]
-            out = cache[0] + torch.tensordot(coords, cache[1:], dims=1)
+            cache = [c[rows] for c in self._cache[split]]
+            out = cache[0]
+            for k in range(len(cache) - 1):  # elementwise: keeps the cache's memory format
+                out = out + coords[k] * cache[k + 1]
             scale, shift = affine
             view = (-1,) if program.first_linear else (-1, *[1] * (out.dim() - 2))
             args = (x, out * scale.view(view) + shift.view(view))
@@ -399,6 +456,8 @@ class Evaluator:
         program = self.program
         if len(coords) == 1:
             state, affine = self._state(program, coords[0])
+            if self.channels_last:  # 4-D weights too, so that every conv output is channels-last
+                state = {k: _channels_last(v) for k, v in state.items()}
             logits_of = lambda split, rows: self._logits(program, state, affine, coords[0], split, rows)[None]
         else:
             state, affine = vmap(lambda c: self._state(program, c))(coords)

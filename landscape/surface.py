@@ -52,7 +52,7 @@ def compute_surface(model: nn.Module, data, *, directions: Directions, x: AxisSp
                     surf_file=None, dir_file: str = "", attrs: Optional[dict] = None,
                     batch_size: int = 1000, device=None, precision: Optional[str] = None,
                     points_per_pass: Optional[int] = None, fold_bn: bool = True,
-                    first_layer: bool = True, progress: bool = True,
+                    first_layer: bool = True, channels_last: Optional[bool] = None, progress: bool = True,
                     on_rows: Optional[Write] = None) -> SurfaceResult:
     """Loss and accuracy of ``model`` at ``theta + x d1 (+ y d2 (+ z d3))`` on a grid.
 
@@ -78,7 +78,7 @@ def compute_surface(model: nn.Module, data, *, directions: Directions, x: AxisSp
         return result
     evaluator = Evaluator(model, data, directions, splits=splits, loss=loss, batch_size=batch_size,
                           device=device, precision=precision, points_per_pass=points_per_pass,
-                          fold_bn=fold_bn, first_layer=first_layer)
+                          fold_bn=fold_bn, first_layer=first_layer, channels_last=channels_last)
     writer = SurfaceWriter(surf_file, keys) if surf_file is not None else None
 
     def write(indices, rows):

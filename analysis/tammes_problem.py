@@ -122,15 +122,16 @@ class TammesTable:
             cells = []
             for loss in losses:
                 cell = f"{self.measured[loss][i]:.1f}"
-                if paper and loss in LOSSES:
+                if paper:
                     cell += f" ({paper[1 + LOSSES.index(loss)]:.1f})"
                 cells.append(cell)
             lines.append(f"| {d} | {n} | {self.optimal[i]:.1f} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
 
-def tammes_table(cases: Sequence[Tuple[int, int]] = tuple(MMA_TABLE1), losses: Sequence[str] = LOSSES,
-                 steps: int = 3000, lr: float = 0.1, seed: int = 0) -> TammesTable:
+def tammes_table(cases: Sequence[Tuple[int, int]] = tuple(MMA_TABLE1),
+                 losses: Sequence[str] = LOSSES, steps: int = 3000, lr: float = 0.1,
+                 seed: int = 0) -> TammesTable:
     """Run :func:`tammes` for every ``(d, n)`` case and loss (MMA Table 1 by default)."""
     optimal = np.array([known_optimum(n, d) or np.nan for d, n in cases], dtype=float)
     measured = {loss: np.array([tammes(n, d, loss, steps, lr, seed).min_angle for d, n in cases])
@@ -151,6 +152,7 @@ def plot_tammes_table(table: TammesTable, ax=None):
                width, label=loss)
     ax.axhline(100.0, color="k", lw=0.8)
     ax.set_xticks(x, [f"d={d}\nn={n}" for d, n in table.cases])
-    ax.set(ylabel="minimal angle (% of optimum)", title=f"Tammes problem, {table.steps} steps")
-    ax.legend(ncol=len(table.measured), loc="lower left")
+    ax.set(ylabel="minimal angle (% of optimum)", ylim=(0, 118),
+           title=f"Tammes problem, {table.steps} steps")
+    ax.legend(ncol=len(table.measured), loc="upper center")
     return fig
