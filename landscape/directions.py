@@ -70,15 +70,6 @@ class Directions:
             out.update({f"{axis}{key}": value for key, value in info.items()})
         return out
 
-    @staticmethod
-    def join(*parts: "Directions") -> "Directions":
-        """Concatenate the axes of several direction sets of one ``dir_type``."""
-        if len({p.dir_type for p in parts}) != 1:
-            raise ValueError("cannot join directions of different dir_type")
-        meta = {k: v for p in parts for k, v in p.meta.items()}
-        return Directions([a for p in parts for a in p.axes], parts[0].dir_type,
-                          [i for p in parts for i in p.info], meta)
-
 
 def check_choice(what: str, value, choices) -> None:
     if value not in choices:

@@ -37,7 +37,7 @@ from .grid import Grid
 VERSION = 1
 COORDINATES = tuple(f"{a}coordinates" for a in AXES)
 PCA_KEYS = ("explained_variance_ratio", "explained_variance", "singular_values")
-_INFO_KEYS = ("kind", "norm", "ignore", "seed")
+_INFO_KEYS = ("kind", "norm", "ignore", "seed", "sha256")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -81,7 +81,8 @@ def _open(path, mode: str = "r") -> h5py.File:
     try:
         return h5py.File(path, mode)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
+        missing = "no such file" if mode == "r" else "cannot create the file (no such folder)"
+        raise FileNotFoundError(f"{path}: {missing}") from None
     except OSError as err:
         reason = str(err).split("(")[0].strip().rstrip(",") or "unreadable"
         raise ValueError(f"{path}: not a readable HDF5 file ({reason})") from None

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .directions import Directions, origin, target_directions
-from .evaluate import Evaluator, split_tensors, value_keys
+from .evaluate import DEFAULT_BATCH_SIZE, Evaluator, split_tensors, value_keys
 from .grid import AxisSpec, Grid, make_grid
 from .store import SurfaceResult, SurfaceWriter, prepare_surface, read_surface, tensors_sha256
 
@@ -50,10 +50,9 @@ def compute_surface(model: nn.Module, data, *, directions: Directions, x: AxisSp
                     y: Optional[AxisSpec] = None, z: Optional[AxisSpec] = None,
                     loss: str = "crossentropy", splits: Sequence[str] = ("train", "test"),
                     surf_file=None, dir_file: str = "", attrs: Optional[dict] = None,
-                    batch_size: int = 1000, device=None, precision: Optional[str] = None,
-                    points_per_pass: Optional[int] = None, fold_bn: bool = True,
-                    first_layer: bool = True, channels_last: Optional[bool] = None, progress: bool = True,
-                    on_rows: Optional[Write] = None) -> SurfaceResult:
+                    batch_size: int = DEFAULT_BATCH_SIZE, device=None, precision: Optional[str] = None,
+                    points_per_pass: Optional[int] = None, progress: bool = True,
+                    on_rows: Optional[Write] = None, **rewrites) -> SurfaceResult:
     """Loss and accuracy of ``model`` at ``theta + x d1 (+ y d2 (+ z d3))`` on a grid.
 
     ``x``, ``y``, ``z``: ``"start:stop:num"`` or coordinate arrays (as many as directions).
@@ -61,14 +60,17 @@ def compute_surface(model: nn.Module, data, *, directions: Directions, x: AxisSp
     the values are written to that HDF5 file as they are computed and an existing file is
     resumed (only unfinished points are computed; a file made with other settings -- see
     :func:`surface_attrs`, plus ``attrs`` -- is refused). ``dir_file`` is recorded in the file.
-    ``on_rows(indices, rows)`` is called after every stored chunk. Evaluation options are those
-    of :class:`landscape.evaluate.Evaluator`. The model is left bit-exactly unchanged.
+    ``on_rows(indices, rows)`` is called after every stored chunk. The evaluation options, and
+    the speed-up switches in ``rewrites`` (``fold_bn``, ``first_layer``, ``reorder``,
+    ``cache_bytes``), are those of :class:`landscape.evaluate.Evaluator`.
+    The model is left bit-exactly unchanged.
     """
     grid = make_grid(x, y, z)
     if grid.ndim != directions.ndim:
         raise ValueError(f"a {grid.ndim}D grid needs {grid.ndim} directions, got {directions.ndim}")
     keys = value_keys(splits)
-    settings = {**surface_attrs(model, data, directions, loss=loss, splits=splits), **(attrs or {})}
+    settings = {**surface_attrs(model, data, directions, loss=loss, splits=splits),
+                "precision": precision or "none", **(attrs or {})}
     if surf_file is None:
         pending, result = np.arange(grid.size), SurfaceResult.empty(grid, keys, attrs=settings, dir_file=str(dir_file))
     else:
@@ -77,8 +79,7 @@ def compute_surface(model: nn.Module, data, *, directions: Directions, x: AxisSp
     if len(pending) == 0:
         return result
     evaluator = Evaluator(model, data, directions, splits=splits, loss=loss, batch_size=batch_size,
-                          device=device, precision=precision, points_per_pass=points_per_pass,
-                          fold_bn=fold_bn, first_layer=first_layer, channels_last=channels_last)
+                          device=device, precision=precision, points_per_pass=points_per_pass, **rewrites)
     writer = SurfaceWriter(surf_file, keys) if surf_file is not None else None
 
     def write(indices, rows):

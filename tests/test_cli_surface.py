@@ -2,7 +2,6 @@ import json
 
 import h5py
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 

@@ -51,12 +51,13 @@ def reference(model, data, directions, coords, loss="crossentropy"):
 
 
 POINTS = np.array([[0.0, 0.0], [0.4, -0.3], [-0.8, 0.6], [1.0, 1.0]])
+PLAIN = dict(fold_bn=False, first_layer=False, reorder=False)
 
 
 def test_plain_path_matches_an_independent_computation():
     net, data = conv_bn_net(), tiny_data()
     d = random_directions(net, ndim=2, seed=1)
-    ev = Evaluator(net, data, d, batch_size=50, fold_bn=False, first_layer=False, device="cpu")
+    ev = Evaluator(net, data, d, batch_size=50, device="cpu", **PLAIN)
     got = ev(POINTS)
     ref = np.stack([reference(net, data, d, c) for c in POINTS])
     np.testing.assert_allclose(got, ref, rtol=1e-5)
@@ -66,13 +67,21 @@ def test_plain_path_matches_an_independent_computation():
 def test_fast_and_vmap_paths_equal_the_plain_path():
     net, data = conv_bn_net(), tiny_data()
     d = random_directions(net, ndim=2, seed=2)
-    plain = Evaluator(net, data, d, batch_size=50, fold_bn=False, first_layer=False, device="cpu")(POINTS)
-    fast = Evaluator(net, data, d, batch_size=50, device="cpu")
-    assert fast.program.first == "0" and [f.conv for f in fast.program.folds] == ["3"]
-    np.testing.assert_allclose(fast(POINTS), plain, rtol=1e-5)
-    for kwargs in ({}, dict(fold_bn=False, first_layer=False)):
+    plain = Evaluator(net, data, d, batch_size=50, device="cpu", **PLAIN)
+    assert plain.program is plain._plain
+    expected = plain(POINTS)
+    fast = Evaluator(net, data, d, batch_size=50, device="cpu")  # a 1x3x3 first conv: no cache
+    assert fast.program.first is None
+    assert [f.conv for f in fast.program.folds] == ["0", "3"]
+    code = fast.program.module.code
+    assert code.index("_max_pool_windows(") < code.index('getattr(self, "5")')  # max-pool, then ReLU
+    np.testing.assert_allclose(fast(POINTS), expected, rtol=1e-5)
+    cached = Evaluator(net, data, d, batch_size=50, device="cpu", first_layer=True)
+    assert cached.program.first == "0" and [f.conv for f in cached.program.folds] == ["3"]
+    np.testing.assert_allclose(cached(POINTS), expected, rtol=1e-5)
+    for kwargs in ({}, dict(first_layer=True), PLAIN):
         vm = Evaluator(net, data, d, batch_size=50, points_per_pass=3, device="cpu", **kwargs)
-        np.testing.assert_allclose(vm(POINTS), plain, rtol=1e-5)
+        np.testing.assert_allclose(vm(POINTS), expected, rtol=1e-5)
 
 
 def test_states_directions_move_running_statistics():
@@ -112,7 +121,7 @@ def test_linear_first_layer_after_flatten_uses_the_cache():
     net[2].running_mean.uniform_(-1, 1)
     data = tiny_data()
     d = random_directions(net, ndim=2, seed=6, ignore=None)
-    ev = Evaluator(net, data, d, batch_size=50, device="cpu")
+    ev = Evaluator(net, data, d, batch_size=50, device="cpu")  # 64 multiply-adds per output: cached
     assert ev.program.first == "1" and ev.program.first_fold is not None
     ref = np.stack([reference(net, data, d, c) for c in POINTS])
     np.testing.assert_allclose(ev(POINTS), ref, rtol=1e-5)

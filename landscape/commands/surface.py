@@ -40,7 +40,7 @@ def add_evaluation_arguments(p) -> None:
     p.add_argument("--surf_file", default=None, help="surface file to write or resume")
     p.add_argument("--loss_name", default="crossentropy", choices=("crossentropy", "mse"))
     p.add_argument("--splits", default="train,test", help="comma-separated: train, test or both")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=1000,
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=500,
                    help="samples per forward pass")
     common.add_device_argument(p)
     p.add_argument("--precision", default="none", choices=("none", "bf16", "fp16"),
@@ -48,7 +48,7 @@ def add_evaluation_arguments(p) -> None:
     p.add_argument("--points-per-pass", type=int, default=None,
                    help="points evaluated per vmap pass (default 1 on CPU, 8 on CUDA)")
     p.add_argument("--plain", action="store_true",
-                   help="no BN folding / first-layer cache (the reference path)")
+                   help="no BN folding, first-layer cache or pooling rewrites (the reference path)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -77,8 +77,8 @@ def evaluation_options(args) -> dict:
     return dict(loss=args.loss_name, splits=parse_splits(args.splits), batch_size=args.batch_size,
                 device=common.resolve_device(args.device),
                 precision=None if args.precision == "none" else args.precision,
-                points_per_pass=args.points_per_pass, fold_bn=not args.plain,
-                first_layer=not args.plain, progress=not args.quiet)
+                points_per_pass=args.points_per_pass, progress=not args.quiet,
+                **(dict(fold_bn=False, first_layer=False, reorder=False) if args.plain else {}))
 
 
 def _sha(path) -> str:

@@ -1,0 +1,75 @@
+"""`landscape figures`: list or run the paper-figure scripts of the repository's ``figures/``.
+
+Each ``figures/<name>.py`` (names starting with ``_`` are helpers) defines ``main(argv)`` and takes
+``--quick`` and ``--out``. The folder ships with the source checkout, not with an installed wheel.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import textwrap
+from pathlib import Path
+
+HELP = "list (--list) or run the paper figure scripts in the repository's figures/ folder"
+
+
+def figures_dir() -> Path:
+    """The ``figures/`` folder beside the ``landscape`` package; a clear error when absent.
+
+    Found from this file (``landscape/commands/figures.py``): ``landscape.__file__`` is None when
+    the package is imported as a namespace package (a stale editable install)."""
+    folder = Path(__file__).resolve().parents[2] / "figures"
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"no figures/ folder at {folder}: the figure scripts ship with the source repository; "
+            "install it editable (pip install -e .) or run the scripts from a checkout")
+    return folder
+
+
+def scripts(folder: Path) -> dict:
+    """``{name: path}`` of the figure scripts, sorted by name."""
+    return {p.stem: p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")}
+
+
+def summary(path: Path, width: int = 100) -> str:
+    """The first paragraph of a script's docstring, shortened to ``width`` (read without importing)."""
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    return textwrap.shorten(doc.split("\n\n")[0], width, placeholder=" ...")
+
+
+def load(path: Path):
+    """Import a script as a module (its ``if __name__ == "__main__"`` block does not run)."""
+    spec = importlib.util.spec_from_file_location(f"_figure_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "main", None)):
+        raise ValueError(f"{path} defines no main(argv)")
+    return module
+
+
+def add_arguments(p) -> None:
+    p.add_argument("names", nargs="*", metavar="NAME", help="scripts to run (default: all)")
+    p.add_argument("--list", action="store_true", help="list the scripts and exit")
+    p.add_argument("--quick", action="store_true", help="each script's small, fast setting")
+    p.add_argument("--out", default=None, help="output folder (default: figures/out)")
+
+
+def run(args) -> int:
+    available = scripts(figures_dir())
+    if args.list:
+        width = max(map(len, available), default=0)
+        for name, path in available.items():
+            print(f"{name:{width}s}  {summary(path)}")
+        return 0
+    unknown = [n for n in args.names if n not in available]
+    if unknown:
+        raise ValueError(f"unknown figure script {unknown[0]!r}; available: {', '.join(available)}")
+    argv = ["--quick"] * args.quick + (["--out", args.out] if args.out else [])
+    failed = []
+    for name in args.names or available:
+        print(f"== figures/{name}.py {' '.join(argv)}".rstrip(), flush=True)
+        if load(available[name]).main(argv):
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
