@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Tuple
 
@@ -28,7 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-COORDINATES = ("xcoordinates", "ycoordinates", "zcoordinates")
+from .store import SurfaceResult, read_surface
+
 VALUE_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")
 KINDS_2D = ("contour", "filled", "heatmap", "surface3d")
 MISSING = -1.0  # the de facto "not computed yet" marker
@@ -409,45 +410,6 @@ def write_vtp(path, x, y, values, *, name: str = "value", log: bool = False,
 
 
 # ----------------------------------------------------------------------------- files
-@dataclass
-class Surface:
-    """A surface file's contents: coordinates and value arrays shaped (nx,), (ny, nx) or (nz, ny, nx)."""
-    x: np.ndarray
-    y: Optional[np.ndarray] = None
-    z: Optional[np.ndarray] = None
-    values: dict = field(default_factory=dict)
-
-    @property
-    def shape(self) -> tuple:
-        return tuple(c.size for c in (self.z, self.y, self.x) if c is not None)
-
-
-def read_surface(path) -> Surface:
-    """Read a surface HDF5 file: its coordinates and every dataset holding one value per grid point.
-
-    A de facto file stores 2D values as (nx, ny) in meshgrid-'xy' order; any array of the grid's
-    size is reshaped to (ny, nx) (or (nz, ny, nx)), which reads both layouts right.
-    """
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such surface file: {path}")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(f"{path}: not an HDF5 file ({err})") from None
-    with f:
-        if "xcoordinates" not in f:
-            raise ValueError(f"{path}: no 'xcoordinates' dataset; not a surface file")
-        coords = [np.asarray(f[k][()], dtype=float).ravel() if k in f else None for k in COORDINATES]
-        surface = Surface(*coords)
-        for key, item in f.items():
-            if key not in COORDINATES and getattr(item, "size", None) == math.prod(surface.shape):
-                surface.values[key] = np.asarray(item[()], dtype=float).reshape(surface.shape)
-    return surface
-
-
 def _save(fig: Figure, out_dir: Path, name: str, formats: Sequence[str]) -> list:
     """Save ``fig`` as ``out_dir/name.<format>`` for each format; return the paths."""
     paths = []
@@ -458,7 +420,7 @@ def _save(fig: Figure, out_dir: Path, name: str, formats: Sequence[str]) -> list
     return paths
 
 
-def _value(surface: Surface, key: str, path) -> np.ndarray:
+def _value(surface: SurfaceResult, key: str, path) -> np.ndarray:
     if key not in surface.values:
         raise ValueError(f"{path} has no dataset {key!r}; present: "
                          f"{', '.join(surface.values) or 'none'}")

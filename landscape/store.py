@@ -171,6 +171,11 @@ class SurfaceResult:
         return Grid(tuple(self.coordinates))
 
     @property
+    def shape(self) -> Tuple[int, ...]:
+        """Value-array shape: ``(nx,)``, ``(ny, nx)`` or ``(nz, ny, nx)``."""
+        return self.grid.shape
+
+    @property
     def x(self) -> np.ndarray:
         return self.coordinates[0]
 

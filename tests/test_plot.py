@@ -278,7 +278,7 @@ def test_missing_key_and_bad_files(tmp_path):
     with pytest.raises(FileNotFoundError):
         P.read_surface(tmp_path / "absent.h5")
     (tmp_path / "text.h5").write_text("not hdf5")
-    with pytest.raises(ValueError, match="not an HDF5 file"):
+    with pytest.raises(ValueError, match="not a readable HDF5 file"):
         P.read_surface(tmp_path / "text.h5")
 
 
