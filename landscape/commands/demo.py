@@ -1,37 +1,86 @@
-"""`landscape demo`: the main job on the embedded digits data."""
+"""`landscape demo`: the main job on the embedded digits data.
+
+Trains a small CNN twice on scikit-learn's digits, once plain and once with MMA regularization
+(both cached in the output folder once trained), then computes their filter-normalized 1D and 2D
+loss landscapes on the same random directions, the 1D interpolation between the two models, and
+writes the HDF5 files and the figures side by side.
+"""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-HELP = "train a baseline and a regularized model on digits and compare their loss landscapes"
+HELP = "train a baseline and an MMA-regularized CNN on digits and compare their loss landscapes"
+
+RUNS = {"baseline": [], "mma": ["--reg", "mma:0.07"]}
 
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default="runs/demo", help="folder for runs, surfaces and figures")
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--points", type=int, default=31, help="2D grid points per side (1D: 2x-1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the directions")
+    p.add_argument("--device", default="auto")
 
 
-def train_pair(out: Path, epochs: int, seed: int):
-    """Train (or reuse, when already trained) the baseline and the regularized model."""
+def train_runs(out: Path, epochs: int, seed: int, device: str) -> dict:
+    """Train the baseline and the MMA model unless their run folders already hold ``model.pt``."""
     from landscape.cli import main as cli
 
-    runs = {"baseline": [], "weight_decay": ["--weight-decay", "5e-3"]}
-    for name, extra in runs.items():
+    for name, extra in RUNS.items():
         folder = out / name
         if (folder / "model.pt").is_file():
-            print(f"{name}: reusing {folder}")
+            print(f"{name}: reusing the trained run {folder}")
             continue
+        print(f"{name}: training a CNN on digits for {epochs} epochs", flush=True)
         code = cli(["train", "--model", "cnn", "--data", "digits", "--epochs", str(epochs),
-                    "--out", str(folder), "--seed", str(seed), "--lr", "0.05", *extra])
+                    "--out", str(folder), "--seed", str(seed), "--lr", "0.05", "--device", device,
+                    *extra])
         if code:
-            raise SystemExit(code)
-    return {name: out / name for name in runs}
+            raise ValueError(f"training {name} failed (exit status {code})")
+    return {name: out / name for name in RUNS}
 
 
 def run(args) -> int:
+    from analysis.report import landscape_files
+    from landscape.commands.common import resolve_device
+    from landscape.plot import compare_surface_files, plot_surface_file
+    from landscape.surface import interpolate
+    from regularizers.train import load_run
+
+    began = time.perf_counter()
     out = Path(args.out)
-    runs = train_pair(out, args.epochs, args.seed)
+    device = resolve_device(args.device)
+    runs = train_runs(out, args.epochs, args.seed, args.device)
+    models, lines, planes = {}, [], []
     for name, folder in runs.items():
-        print(f"{name}: {folder}")
+        model, data, history = load_run(folder)
+        models[name] = model
+        print(f"{name}: train acc {history['train_acc'][-1]:.1f}%  test acc {history['test_acc'][-1]:.1f}%;"
+              f" computing its landscapes", flush=True)
+        line, plane = landscape_files(model, data, out / "surfaces", name, points_1d=2 * args.points - 1,
+                                      points_2d=args.points, seed=args.seed, device=device)
+        lines.append(line)
+        planes.append(plane)
+
+    between = out / "surfaces" / "interpolation_baseline_to_mma.h5"
+    between.unlink(missing_ok=True)
+    print("interpolating from the baseline (0) to the MMA model (1)", flush=True)
+    interpolate(models["baseline"], models["mma"], data, "-0.5:1.5:41", surf_file=between, device=device)
+
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    written = compare_surface_files(lines, out_dir=figures)
+    written += compare_surface_files(planes, kinds=("contour", "filled"), out_dir=figures, log=True)
+    for plane in planes:
+        written += plot_surface_file(plane, kinds=("surface3d", "heatmap"), out_dir=figures, log=True)
+    written += plot_surface_file(between, out_dir=figures)
+
+    print(f"\nsurfaces (HDF5, readable by tomgoldstein/loss-landscape's plotting scripts):")
+    for path in lines + planes + [between]:
+        print(f"  {path}")
+    print("figures:")
+    for path in written:
+        print(f"  {path}")
+    print(f"done in {time.perf_counter() - began:.0f} s")
     return 0
