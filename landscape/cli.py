@@ -23,7 +23,9 @@ def _available():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="landscape", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="landscape", description="Loss landscapes and regularization diagnostics for PyTorch models.",
+        epilog="`landscape COMMAND --help` shows a command's options; `landscape demo` runs the main job.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in _available():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)

@@ -126,3 +126,11 @@ def test_cli_reports_bad_input_on_one_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "no_such_model" in err
+
+
+def test_cli_lists_models_and_regularizers(capsys):
+    assert main(["train", "--list-models"]) == 0
+    models = capsys.readouterr().out.split()
+    assert {"cnn", "mlp", "resnet20", "vgg9", "densenet_bc100_12"} <= set(models)
+    assert main(["train", "--list-regularizers"]) == 0
+    assert {"mma", "norm", "linr", "residual"} <= set(capsys.readouterr().out.split())

@@ -36,6 +36,9 @@ def add_arguments(p) -> None:
     p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
     common.add_device_argument(p)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--list-models", action="store_true", help="print the model registry and exit")
+    p.add_argument("--list-regularizers", action="store_true",
+                   help="print the regularizer registry and exit")
 
 
 def run(args) -> int:
@@ -45,6 +48,12 @@ def run(args) -> int:
     from regularizers.registry import make_regularizer
     from regularizers.train import data_from_config, fit
 
+    if args.list_models or args.list_regularizers:
+        from regularizers.models import list_models
+        from regularizers.registry import names
+
+        print("\n".join(list_models() if args.list_models else names()))
+        return 0
     if args.model is None:
         raise ValueError("--model is required (a registry name or package.module:factory)")
     if args.epochs < 1:
