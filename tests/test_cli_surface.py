@@ -102,3 +102,5 @@ def test_trajectory_command(tmp_path, capsys):
     np.testing.assert_allclose(coords[-1], [0.0, 0.0], atol=1e-6)  # the last checkpoint is the final model
     surface = read_surface(run / "trajectory_surface.h5")
     assert surface.dir_file.endswith("trajectory_directions.h5") and surface.done.all()
+    figure = run / "trajectory.png"
+    assert figure.stat().st_size > 1000 and "the loss contours" in out

@@ -4,7 +4,8 @@ Reads ``RUN/checkpoints/epoch_*.pt`` and the final model ``RUN/model.pt`` (Li et
 Sec. 7), writes ``trajectory_directions.h5`` (a direction file with the explained variance) and
 ``trajectory_path.h5`` (``proj_xcoord``, ``proj_ycoord``), and with ``--surface`` the loss
 surface around the final model in those directions (``trajectory_surface.h5``), on a grid that
-covers the path unless ``--x``/``--y`` are given.
+covers the path unless ``--x``/``--y`` are given. ``trajectory.png`` shows the path (over the
+surface's train-loss contours with ``--surface``), the explained variance on the axes.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def path_axis(values: np.ndarray, margin: float, num: int = 21) -> np.ndarray:
 
 
 def run(args) -> int:
+    from landscape.plot import plot_trajectory
     from landscape.store import save_directions, save_projection
     from landscape.surface import compute_surface
     from landscape.trajectory import run_trajectory
@@ -69,5 +71,12 @@ def run(args) -> int:
                                  dir_file=str(dir_file), attrs=attrs,
                                  on_rows=lambda idx, rows: computed.append(len(idx)), **options)
         report(result, time.perf_counter() - start, sum(computed))
+        surface = (result.x, result.y, result["train_loss" if "train_loss" in result.values else "test_loss"])
+    else:
+        surface = None
+    figure = out / "trajectory.png"
+    plot_trajectory(traj.coords, traj.explained_variance_ratio, surface, log=True,
+                    label="train loss").savefig(figure, dpi=150, bbox_inches="tight")
+    print(f"{figure}: the path over {'the loss contours' if surface else 'the PCA plane'}")
     return 0
 
