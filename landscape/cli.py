@@ -1,8 +1,9 @@
 """`landscape` command line: one subcommand per module of :mod:`landscape.commands`.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
-``run(args) -> int``; this file only dispatches, so the commands stay thin layers over the
-Python functions users call directly.
+``run(args) -> int``, and ``MPI = True`` when it shares its work among MPI ranks; this file only
+dispatches, so the commands stay thin layers over the Python functions users call directly.
+The other commands refuse to start under an MPI launcher (N copies would write the same files).
 """
 from __future__ import annotations
 
@@ -30,13 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in _available():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _mpi=getattr(module, "MPI", False))
     return parser
 
 
 def main(argv=None) -> int:
+    from landscape.sharding import launched
+
     args = build_parser().parse_args(argv)
     try:
+        if launched() and not args._mpi:
+            raise ValueError("this command runs in one process; start it without mpiexec/srun "
+                             "(only `landscape surface` is sharded over MPI ranks)")
         return int(args._run(args) or 0)
     except (ValueError, FileNotFoundError) as err:
         # Bad input: one line naming the problem, no traceback.

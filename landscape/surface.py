@@ -4,7 +4,8 @@
 the 1D line between two models (Goodfellow et al. 2015). The point loop is
 :func:`evaluate_points`: it takes the flat indices to compute and hands every computed chunk of
 rows to a ``write`` callback, so a caller that shards points over processes chooses the indices
-and where the rows go without touching the evaluation.
+and where the rows go without touching the evaluation; :mod:`landscape.sharding` does so over
+MPI ranks (``compute_surface(..., comm=MPI.COMM_WORLD)``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from .directions import Directions, origin, target_directions
 from .evaluate import DEFAULT_BATCH_SIZE, Evaluator, split_tensors, value_keys
 from .grid import AxisSpec, Grid, make_grid
+from .sharding import evaluate_shared, on_all, on_root
 from .store import SurfaceResult, SurfaceWriter, prepare_surface, read_surface, tensors_sha256
 
 Write = Callable[[np.ndarray, np.ndarray], None]
@@ -52,7 +54,7 @@ def compute_surface(model: nn.Module, data, *, directions: Directions, x: AxisSp
                     surf_file=None, dir_file: str = "", attrs: Optional[dict] = None,
                     batch_size: int = DEFAULT_BATCH_SIZE, device=None, precision: Optional[str] = None,
                     points_per_pass: Optional[int] = None, progress: bool = True,
-                    on_rows: Optional[Write] = None, **rewrites) -> SurfaceResult:
+                    on_rows: Optional[Write] = None, comm=None, **rewrites) -> SurfaceResult:
     """Loss and accuracy of ``model`` at ``theta + x d1 (+ y d2 (+ z d3))`` on a grid.
 
     ``x``, ``y``, ``z``: ``"start:stop:num"`` or coordinate arrays (as many as directions).
@@ -64,23 +66,38 @@ def compute_surface(model: nn.Module, data, *, directions: Directions, x: AxisSp
     the speed-up switches in ``rewrites`` (``fold_bn``, ``first_layer``, ``reorder``,
     ``cache_bytes``), are those of :class:`landscape.evaluate.Evaluator`.
     The model is left bit-exactly unchanged.
+
+    ``comm``: an mpi4py communicator whose ranks share the points (call on every rank, with the
+    same arguments and bitwise equal ``directions``). Rank 0 alone touches ``surf_file`` and
+    returns the whole surface; other ranks return the points they computed. Errors in the
+    common steps (the file's checks, building the evaluator) are raised on every rank as
+    :class:`landscape.sharding.SharedError`.
     """
     grid = make_grid(x, y, z)
     if grid.ndim != directions.ndim:
         raise ValueError(f"a {grid.ndim}D grid needs {grid.ndim} directions, got {directions.ndim}")
     keys = value_keys(splits)
-    settings = {**surface_attrs(model, data, directions, loss=loss, splits=splits),
+    root = comm is None or comm.Get_rank() == 0
+
+    def settings() -> dict:
+        return {**surface_attrs(model, data, directions, loss=loss, splits=splits),
                 "precision": precision or "none", **(attrs or {})}
+
     if surf_file is None:
-        pending, result = np.arange(grid.size), SurfaceResult.empty(grid, keys, attrs=settings, dir_file=str(dir_file))
-    else:
-        pending = prepare_surface(surf_file, grid=grid, keys=keys, attrs=settings, dir_file=str(dir_file))
+        pending = np.arange(grid.size)
+    else:  # rank 0 checks or creates the file; every rank learns the unfinished points
+        pending = on_root(comm, lambda: prepare_surface(surf_file, grid=grid, keys=keys, attrs=settings(),
+                                                        dir_file=str(dir_file)))
+    if surf_file is not None and root:
         result = read_surface(surf_file)
+    else:
+        result = SurfaceResult.empty(grid, keys, attrs=settings() if root else {}, dir_file=str(dir_file))
     if len(pending) == 0:
         return result
-    evaluator = Evaluator(model, data, directions, splits=splits, loss=loss, batch_size=batch_size,
-                          device=device, precision=precision, points_per_pass=points_per_pass, **rewrites)
-    writer = SurfaceWriter(surf_file, keys) if surf_file is not None else None
+    evaluator = on_all(comm, lambda: Evaluator(
+        model, data, directions, splits=splits, loss=loss, batch_size=batch_size, device=device,
+        precision=precision, points_per_pass=points_per_pass, **rewrites))
+    writer = SurfaceWriter(surf_file, keys) if surf_file is not None and root else None
 
     def write(indices, rows):
         result.put(indices, rows, keys)
@@ -90,8 +107,12 @@ def compute_surface(model: nn.Module, data, *, directions: Directions, x: AxisSp
             on_rows(indices, rows)
 
     try:
-        evaluate_points(evaluator, grid, pending, write=write, chunk=evaluator.points_per_pass,
-                        progress=progress)
+        if comm is None or comm.Get_size() == 1:
+            evaluate_points(evaluator, grid, pending, write=write, chunk=evaluator.points_per_pass,
+                            progress=progress)
+        else:
+            evaluate_shared(comm, evaluator, grid, pending, write=write, chunk=evaluator.points_per_pass,
+                            progress=progress)
     finally:
         if writer is not None:
             writer.close()

@@ -7,6 +7,9 @@ point to that model; other axes are random from ``--seed``. An existing ``--dir_
 de facto) is used as it is; a new one is created under that name. Without ``--dir_file`` /
 ``--surf_file`` the names are derived from the settings; a derived direction file that exists is
 reused only when it was made with the same settings.
+
+Under ``mpiexec -n N`` (or ``srun``) the ranks share the unfinished points; rank 0 writes the
+file (see :mod:`landscape.sharding`).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from . import common
 
+MPI = True  # shares its points among the ranks when started by mpiexec / srun
 HELP = "compute a loss surface (1D/2D/3D) along random or target directions into a resumable HDF5 file"
 
 SPLITS = ("train", "test")
@@ -62,6 +66,8 @@ def add_arguments(p) -> None:
     p.add_argument("--z", default=None, help="z axis start:stop:num (3D volume, needs --y)")
     add_direction_arguments(p)
     add_evaluation_arguments(p)
+    p.add_argument("--mpi", action="store_true",
+                   help="initialize MPI even when no launcher is detected (mpiexec and srun are)")
 
 
 def parse_splits(text: str) -> tuple:
@@ -181,44 +187,56 @@ def directions_for(args, model, ndim: int, attrs: dict):
                       directions.meta), dir_file
 
 
-def report(result, seconds: float, computed: int) -> None:
+def report(result, seconds: float, computed: int, ranks: int = 1) -> None:
     """One line per file: points computed and speed, then the loss range and the origin's values."""
     import numpy as np
 
     rate = computed / seconds if seconds > 0 else float("nan")
+    on = f" on {ranks} ranks" if ranks > 1 else ""
     print(f"{result.path}: {int(result.done.sum())}/{result.done.size} points "
-          f"({computed} computed in {seconds:.1f} s, {rate:.2f} points/s)")
+          f"({computed} computed in {seconds:.1f} s, {rate:.2f} points/s{on})")
     for key, values in result.values.items():
         finite = values[np.isfinite(values)]
         if finite.size:
             print(f"  {key}: min {finite.min():.4g}  max {finite.max():.4g}")
 
 
-def surface_from_args(args, model, data, grid) -> int:
-    """Directions, file names and the computation shared by `surface` and `interpolate`."""
+def surface_from_args(args, model, data, grid, comm=None) -> int:
+    """Directions, file names and the computation shared by `surface` and `interpolate`;
+    ``comm`` shares the points among MPI ranks (rank 0 makes the direction file and reports)."""
+    from landscape import sharding
     from landscape.surface import compute_surface
 
     options = evaluation_options(args)
     attrs = provenance(args, model, data)
-    directions, dir_file = directions_for(args, model, grid.ndim, attrs)
+    directions, dir_file = sharding.on_root(comm, lambda: directions_for(args, model, grid.ndim, attrs))
     surf_file = args.surf_file or derived_surf_file(dir_file, grid, options)
     computed = []
     start = time.perf_counter()
     result = compute_surface(model, data, directions=directions, x=grid.axes[0],
                              y=grid.axes[1] if grid.ndim > 1 else None,
                              z=grid.axes[2] if grid.ndim > 2 else None, surf_file=surf_file,
-                             dir_file=dir_file, attrs=attrs,
+                             dir_file=dir_file, attrs=attrs, comm=comm,
                              on_rows=lambda idx, rows: computed.append(len(idx)), **options)
-    report(result, time.perf_counter() - start, sum(computed))
+    if comm is None or comm.Get_rank() == 0:
+        report(result, time.perf_counter() - start, sum(computed), 1 if comm is None else comm.Get_size())
     return 0
 
 
 def run(args) -> int:
+    from landscape import sharding
+
+    comm = sharding.start(force=args.mpi)
+    with sharding.guard(comm, "landscape surface"):
+        model, data, grid = sharding.on_all(comm, lambda: _setup(args))
+        return surface_from_args(args, model, data, grid, comm)
+
+
+def _setup(args):
     from landscape.grid import make_grid
 
     import torch
 
     grid = make_grid(args.x, args.y, args.z)
     torch.manual_seed(args.seed)  # reproducible initial weights when no checkpoint is given
-    model, data = common.model_and_data(args)
-    return surface_from_args(args, model, data, grid)
+    return (*common.model_and_data(args), grid)
