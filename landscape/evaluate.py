@@ -11,12 +11,15 @@ falls back to the plain path with a warning):
 - **BN folding**: an eval-mode BatchNorm right after a conv/linear layer is folded into it per
   point: ``W' = W * s``, ``b' = (b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``.
 - **First layer**: when the model's first layer with parameters is a conv/linear layer fed by
-  parameter-free ops, its output at the point is ``C_0 + sum_k c_k C_k`` (times ``s``, plus
-  bias), with ``C_0 = layer(X; W)`` and ``C_k = layer(X; D_k)`` (no bias) computed once.
-  Needs ``cache_bytes`` for the ``1 + ndim`` cached outputs; by default used only when the
-  layer does at least ``FIRST_LAYER_MIN_MACS`` multiply-adds per output value (linear layers
-  on images, wide convs): for a 3x3 conv on 1-3 channels the composition, bound by memory
-  traffic, cost as much as the convolution (measured on CPU).
+  parameter-free ops, it is linear in its weight, which is ``W + sum_k c_k D_k`` at the point.
+  A ``Conv2d`` (one group, zero padding) keeps its input unfolded into patches
+  (``F.unfold``, (n, C_in*kh*kw, L), computed once) and is one matrix product with the point's
+  weight (BN scale folded in) per batch: for the thin first convs of image models (1-3 input
+  channels) this is 5-15x faster than the convolution on CPU (measured; oneDNN is slow there).
+  Other layers cache their outputs ``C_0 = layer(X; W)``, ``C_k = layer(X; D_k)`` (no bias)
+  and compose ``C_0 + sum_k c_k C_k``, used by default only when the layer does at least
+  ``FIRST_LAYER_MIN_MACS`` multiply-adds per output value (linear layers on images): the
+  composition is bound by memory traffic. Either cache must fit in ``cache_bytes``.
 - **Pooling** (``reorder``): ``maxpool(relu(x)) == relu(maxpool(x))``, so the ReLU runs on
   the pooled tensor; max-pooling over non-overlapping windows is an elementwise maximum of
   strided views (no indices; 6-10x faster than ``max_pool2d`` on CPU).
@@ -203,6 +206,21 @@ def _windowed_max_pools(gm: fx.GraphModule) -> None:
         gm.graph.erase_node(node)
 
 
+def unfoldable(layer: nn.Module) -> bool:
+    """A ``Conv2d`` that is one matrix product with its unfolded input (``F.unfold``)."""
+    return (isinstance(layer, nn.Conv2d) and layer.groups == 1 and layer.padding_mode == "zeros"
+            and not isinstance(layer.padding, str))
+
+
+@dataclass
+class _Unfolded:
+    """A split's input to a ``Conv2d`` first layer as patches ``cols`` (n, C_in*kh*kw, L) and
+    the output's spatial shape ``(H_out, W_out)``."""
+
+    cols: torch.Tensor
+    spatial: tuple
+
+
 def compile_model(model: nn.Module, *, fold_bn: bool = True, first_layer: Optional[bool] = None,
                   reorder: bool = True) -> _Program:
     """A private eval-mode copy of ``model``, rewritten with ``torch.fx`` (see the module
@@ -222,7 +240,8 @@ def compile_model(model: nn.Module, *, fold_bn: bool = True, first_layer: Option
         _pool_before_relu(gm)
         _windowed_max_pools(gm)
     node = _first_layer(gm) if first_layer is not False else None
-    if node is not None and first_layer is None and gm.get_submodule(node.target).weight[0].numel() < FIRST_LAYER_MIN_MACS:
+    if (node is not None and first_layer is None and not unfoldable(gm.get_submodule(node.target))
+            and gm.get_submodule(node.target).weight[0].numel() < FIRST_LAYER_MIN_MACS):
         node = None
     first = {}
     if node is not None:
@@ -364,23 +383,42 @@ class Evaluator:
         return None
 
     def _first_layer_cache(self, name: str, cache_bytes: int):
-        """{split: [C_0, C_1, ..]}: the first layer's outputs (n, *out) without bias at theta
-        and along each direction; None when they would take more than ``cache_bytes``."""
+        """{split: _Unfolded} for an unfoldable conv, else {split: [C_0, C_1, ..]}: the first
+        layer's outputs (n, *out) without bias at theta and along each direction; None when
+        the cache would take more than ``cache_bytes``."""
         layer = self._plain.module.get_submodule(name)
         weights = self._layer_weights(name)
         one = layer_input(self._plain.module, name, self._data[self.splits[0]][0][:1])
-        per_sample = layer(one).numel() * self._theta.element_size()
-        total = sum(len(x) for x, _ in self._data.values()) * per_sample * len(weights)
-        if total > cache_bytes:
+        unfold = unfoldable(layer)
+        if unfold:
+            per_sample = self._unfold(layer, one).cols.numel()
+        else:
+            per_sample = layer(one).numel() * len(weights)
+        if sum(len(x) for x, _ in self._data.values()) * per_sample * self._theta.element_size() > cache_bytes:
             return None
+        if unfold:
+            self._first_weights = torch.stack([w.reshape(len(w), -1) for w in weights])  # (1+ndim, C_out, K)
         zero_bias = {"bias": torch.zeros_like(layer.bias)} if layer.bias is not None else {}
         cache = {}
         for split, (x, _) in self._data.items():
             inputs = [layer_input(self._plain.module, name, x[start:start + self.batch_size])
                       for start in range(0, len(x), self.batch_size)]
-            cache[split] = [torch.cat([functional_call(layer, {"weight": w, **zero_bias}, (inp,)) for inp in inputs])
-                            for w in weights]
+            if unfold:
+                parts = [self._unfold(layer, inp) for inp in inputs]
+                cache[split] = _Unfolded(torch.cat([p.cols for p in parts]), parts[0].spatial)
+            else:
+                cache[split] = [torch.cat([functional_call(layer, {"weight": w, **zero_bias}, (inp,))
+                                           for inp in inputs]) for w in weights]
         return cache
+
+    @staticmethod
+    def _unfold(layer: nn.Conv2d, x: torch.Tensor) -> _Unfolded:
+        """Patches of ``x`` (n, C_in, H, W) for ``layer``, and its output's (H_out, W_out)."""
+        cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding,
+                        stride=layer.stride)
+        size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+                zip(x.shape[-2:], layer.padding, layer.dilation, layer.kernel_size, layer.stride)]
+        return _Unfolded(cols, tuple(size))
 
     def _layer_weights(self, name: str) -> List[torch.Tensor]:
         """The first layer's weight at theta and along each direction."""
@@ -434,13 +472,20 @@ class Evaluator:
         x = self._data[split][0][rows]
         args = (x,)
         if program.first is not None:
-            cache = [c[rows] for c in self._cache[split]]
-            out = cache[0]
-            for k in range(len(cache) - 1):  # one fused pass per direction
-                out = torch.addcmul(out, coords[k], cache[k + 1])
             scale, shift = affine
-            view = (-1,) if program.first_linear else (-1, *[1] * (out.dim() - 2))
-            args = (x, torch.addcmul(shift.view(view), out, scale.view(view)))
+            cached = self._cache[split]
+            if isinstance(cached, _Unfolded):  # (C_out, K) weight at the point, BN scale folded in
+                w = self._first_weights[0] + (coords @ self._first_weights[1:].flatten(1)).view_as(self._first_weights[0])
+                cols = cached.cols[rows]
+                shape = (len(cols), len(w), cols.shape[-1])
+                out = torch.baddbmm(shift[:, None].expand(shape), (w * scale[:, None]).expand(len(cols), -1, -1), cols)
+                args = (x, out.view(*shape[:2], *cached.spatial))
+            else:
+                out = cached[0][rows]
+                for k in range(len(cached) - 1):  # one fused pass per direction
+                    out = torch.addcmul(out, coords[k], cached[k + 1][rows])
+                view = (-1,) if program.first_linear else (-1, *[1] * (out.dim() - 2))
+                args = (x, torch.addcmul(shift.view(view), out, scale.view(view)))
         autocast = (torch.autocast(self.device.type, dtype=self._autocast) if self._autocast and cast
                     else contextlib.nullcontext())
         with autocast:  # only the forward pass: the point's tensors stay in full precision

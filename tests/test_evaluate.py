@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.directions import direction_names, random_directions
-from landscape.evaluate import Evaluator, compile_model
+from landscape.evaluate import Evaluator, _Unfolded, compile_model
 
 
 def conv_bn_net(seed=0):
@@ -70,16 +70,16 @@ def test_fast_and_vmap_paths_equal_the_plain_path():
     plain = Evaluator(net, data, d, batch_size=50, device="cpu", **PLAIN)
     assert plain.program is plain._plain
     expected = plain(POINTS)
-    fast = Evaluator(net, data, d, batch_size=50, device="cpu")  # a 1x3x3 first conv: no cache
-    assert fast.program.first is None
-    assert [f.conv for f in fast.program.folds] == ["0", "3"]
+    fast = Evaluator(net, data, d, batch_size=50, device="cpu")  # first conv: unfolded input
+    assert fast.program.first == "0" and isinstance(fast._cache["train"], _Unfolded)
+    assert [f.conv for f in fast.program.folds] == ["3"]
     code = fast.program.module.code
     assert code.index("_max_pool_windows(") < code.index('getattr(self, "5")')  # max-pool, then ReLU
     np.testing.assert_allclose(fast(POINTS), expected, rtol=1e-5)
-    cached = Evaluator(net, data, d, batch_size=50, device="cpu", first_layer=True)
-    assert cached.program.first == "0" and [f.conv for f in cached.program.folds] == ["3"]
-    np.testing.assert_allclose(cached(POINTS), expected, rtol=1e-5)
-    for kwargs in ({}, dict(first_layer=True), PLAIN):
+    uncut = Evaluator(net, data, d, batch_size=50, device="cpu", first_layer=False)
+    assert uncut.program.first is None and [f.conv for f in uncut.program.folds] == ["0", "3"]
+    np.testing.assert_allclose(uncut(POINTS), expected, rtol=1e-5)
+    for kwargs in ({}, dict(first_layer=False), PLAIN):
         vm = Evaluator(net, data, d, batch_size=50, points_per_pass=3, device="cpu", **kwargs)
         np.testing.assert_allclose(vm(POINTS), expected, rtol=1e-5)
 
@@ -125,6 +125,26 @@ def test_linear_first_layer_after_flatten_uses_the_cache():
     assert ev.program.first == "1" and ev.program.first_fold is not None
     ref = np.stack([reference(net, data, d, c) for c in POINTS])
     np.testing.assert_allclose(ev(POINTS), ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("conv", [
+    dict(kernel_size=3, stride=2, padding=2, dilation=2, bias=True),  # unfolded, odd geometry
+    dict(kernel_size=(2, 3), padding=(1, 0), bias=False),
+    dict(kernel_size=3, padding=1, groups=1, padding_mode="reflect"),  # not unfoldable: composed
+])
+def test_first_conv_paths_equal_the_plain_path(conv):
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(1, 6, **conv), nn.ReLU(), nn.Flatten(), nn.LazyLinear(5))
+    net(torch.zeros(1, 1, 8, 8))  # materialize the lazy layer
+    data = tiny_data()
+    d = random_directions(net, ndim=2, seed=7, ignore=None)
+    ref = np.stack([reference(net, data, d, c) for c in POINTS])
+    ev = Evaluator(net, data, d, batch_size=37, device="cpu", first_layer=True)
+    assert ev.program.first == "0"
+    assert isinstance(ev._cache["test"], _Unfolded) == (conv.get("padding_mode") is None)
+    np.testing.assert_allclose(ev(POINTS), ref, rtol=1e-5)
+    np.testing.assert_allclose(Evaluator(net, data, d, batch_size=37, device="cpu", points_per_pass=3,
+                                         first_layer=True)(POINTS), ref, rtol=1e-5)
 
 
 class Branchy(nn.Module):
