@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -44,27 +43,12 @@ def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
 
 def train(out: Path, name: str, epochs: int, reg: Sequence[str] = (), *, model: str = "cnn",
           lr: float = 0.05, weight_decay: float = 0.0, seed: int = 0) -> Path:
-    """The run folder of ``landscape train`` with these settings, trained unless cached."""
-    from landscape.cli import main as cli
+    """The run folder ``out/runs/<name>-e<epochs>`` of ``landscape train`` on digits with these
+    settings, trained unless cached."""
+    from landscape.commands.train import train_cached
 
-    folder = Path(out) / "runs" / f"{name}-e{epochs}"
-    wanted = {"model": model, "data": "digits", "epochs": epochs, "regularizers": list(reg),
-              "lr": lr, "weight_decay": weight_decay, "seed": seed}
-    config = folder / "config.json"
-    if config.is_file():
-        found = json.loads(config.read_text())
-        if (folder / "model.pt").is_file() and all(found.get(k) == v for k, v in wanted.items()):
-            print(f"reusing {folder}")
-            return folder
-        if any(found.get(k) != v for k, v in wanted.items()):
-            shutil.rmtree(folder)  # other settings: its checkpoints must not be resumed
-    argv = ["train", "--model", model, "--data", "digits", "--epochs", str(epochs), "--lr", str(lr),
-            "--weight-decay", str(weight_decay), "--seed", str(seed), "--out", str(folder), "--quiet"]
-    for spec in reg:
-        argv += ["--reg", spec]
-    if cli(argv):
-        raise RuntimeError(f"training {folder} failed")
-    return folder
+    return train_cached(Path(out) / "runs" / f"{name}-e{epochs}", model=model, epochs=epochs, reg=reg,
+                        lr=lr, weight_decay=weight_decay, seed=seed, device="cpu")
 
 
 def save(fig, out: Path, name: str) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 HELP = "train a baseline and an MMA-regularized CNN on digits and compare their loss landscapes"
 
-RUNS = {"baseline": [], "mma": ["--reg", "mma:0.07"]}
+RUNS = {"baseline": [], "mma": ["mma:0.07"]}  # name -> regularizers
 
 
 def add_arguments(p) -> None:
@@ -24,20 +24,12 @@ def add_arguments(p) -> None:
 
 
 def train_runs(out: Path, epochs: int, seed: int, device: str) -> dict:
-    """Train the baseline and the MMA model unless their run folders already hold ``model.pt``."""
-    from landscape.cli import main as cli
+    """The baseline and the MMA run folders, trained unless they are there with these settings."""
+    from landscape.commands.train import train_cached
 
-    for name, extra in RUNS.items():
-        folder = out / name
-        if (folder / "model.pt").is_file():
-            print(f"{name}: reusing the trained run {folder}")
-            continue
-        print(f"{name}: training a CNN on digits for {epochs} epochs", flush=True)
-        code = cli(["train", "--model", "cnn", "--data", "digits", "--epochs", str(epochs),
-                    "--out", str(folder), "--seed", str(seed), "--lr", "0.05", "--device", device,
-                    *extra])
-        if code:
-            raise ValueError(f"training {name} failed (exit status {code})")
+    for name, reg in RUNS.items():
+        print(f"{name}: a CNN on digits, {epochs} epochs", flush=True)
+        train_cached(out / name, epochs=epochs, reg=reg, seed=seed, device=device, quiet=False)
     return {name: out / name for name in RUNS}
 
 

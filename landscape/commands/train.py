@@ -1,6 +1,11 @@
 """`landscape train`: train a model with regularizers, writing a run folder for analysis."""
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+from typing import Sequence
+
 from . import common
 
 HELP = "train a model (per-epoch checkpoints, history.json, model.pt) with optional regularizers"
@@ -85,3 +90,35 @@ def run(args) -> int:
           f"test acc {h['test_acc'][i]:.1f}%")
     return 0
 
+
+
+def train_cached(folder, *, model: str = "cnn", data: str = "digits", epochs: int = 10,
+                 reg: Sequence[str] = (), lr: float = 0.05, weight_decay: float = 0.0, seed: int = 0,
+                 device: str = "auto", quiet: bool = True) -> Path:
+    """``folder``, a run of ``landscape train`` with these settings, trained unless it is there.
+
+    A folder whose ``model.pt`` exists and whose ``config.json`` holds the same settings is
+    reused; one made with other settings is deleted first (its checkpoints must not be resumed).
+    """
+    from landscape.cli import main as cli
+
+    folder = Path(folder)
+    wanted = {"model": model, "data": data, "epochs": epochs, "regularizers": list(reg),
+              "lr": lr, "weight_decay": weight_decay, "seed": seed}
+    config = folder / "config.json"
+    if config.is_file():
+        found = json.loads(config.read_text())
+        same = all(found.get(k) == v for k, v in wanted.items())
+        if same and (folder / "model.pt").is_file():
+            print(f"reusing the trained run {folder}")
+            return folder
+        if not same:
+            shutil.rmtree(folder)
+    argv = ["train", "--model", model, "--data", data, "--epochs", str(epochs), "--lr", str(lr),
+            "--weight-decay", str(weight_decay), "--seed", str(seed), "--out", str(folder),
+            "--device", device, *(["--quiet"] if quiet else [])]
+    for spec in reg:
+        argv += ["--reg", spec]
+    if cli(argv):
+        raise ValueError(f"training {folder} failed")
+    return folder
