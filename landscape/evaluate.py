@@ -476,10 +476,8 @@ class Evaluator:
             cached = self._cache[split]
             if isinstance(cached, _Unfolded):  # (C_out, K) weight at the point, BN scale folded in
                 w = self._first_weights[0] + (coords @ self._first_weights[1:].flatten(1)).view_as(self._first_weights[0])
-                cols = cached.cols[rows]
-                shape = (len(cols), len(w), cols.shape[-1])
-                out = torch.baddbmm(shift[:, None].expand(shape), (w * scale[:, None]).expand(len(cols), -1, -1), cols)
-                args = (x, out.view(*shape[:2], *cached.spatial))
+                out = torch.matmul(w * scale[:, None], cached.cols[rows]).add_(shift[:, None])
+                args = (x, out.view(*out.shape[:2], *cached.spatial))
             else:
                 out = cached[0][rows]
                 for k in range(len(cached) - 1):  # one fused pass per direction
