@@ -103,35 +103,23 @@ def test_three_ranks_oversubscribed_with_an_existing_direction_file(reference, t
 
 
 @needs_mpi
-def test_a_failing_worker_ends_the_job_and_the_file_resumes_on_other_ranks(reference, tmp_path):
+@pytest.mark.parametrize("fault_rank, after, ranks, resume_ranks", [(1, 3, 2, 3), (0, 2, 3, 2)])
+def test_a_failing_rank_ends_the_job_and_the_file_resumes_on_other_ranks(reference, tmp_path, fault_rank,
+                                                                        after, ranks, resume_ranks):
     copy_dirs(reference, tmp_path)
     files = ["--dir_file", "dirs.h5", "--surf_file", "surf.h5"]
-    rc, out, err, seconds = launch(tmp_path, *files, ranks=2,
-                                   env={"LANDSCAPE_FAULT_RANK": "1", "LANDSCAPE_FAULT_AFTER": "3"})
+    rc, out, err, seconds = launch(tmp_path, *files, ranks=ranks,
+                                   env={"LANDSCAPE_FAULT_RANK": str(fault_rank), "LANDSCAPE_FAULT_AFTER": str(after)})
     assert rc != 0 and seconds < 30, (rc, seconds, err)
-    assert "landscape surface: error: rank 1: RuntimeError: fault injected by LANDSCAPE_FAULT_RANK=1" in err
-    assert "rank 0: stopping all ranks after rank 1's error" in err  # rank 0 closed the file
+    assert (f"landscape surface: error: rank {fault_rank}: RuntimeError: fault injected by "
+            f"LANDSCAPE_FAULT_RANK={fault_rank} after {after} points") in err
+    if fault_rank:
+        assert f"rank 0: stopping all ranks after rank {fault_rank}'s error" in err  # rank 0 closed the file
     written = done(tmp_path / "surf.h5")
-    assert 3 <= written < POINTS  # the failing rank's 3 points were sent before its error
-    rc, out, err, _ = launch(tmp_path, *files, ranks=3)
+    assert after <= written < POINTS  # the failing rank's points were sent before its error
+    rc, out, err, _ = launch(tmp_path, *files, ranks=resume_ranks)
     assert rc == 0, err
     assert f"{POINTS}/{POINTS} points ({POINTS - written} computed" in out
-    assert_same_file(tmp_path / "surf.h5", reference[0])
-
-
-@needs_mpi
-def test_a_failing_rank_0_ends_the_job_and_the_file_resumes(reference, tmp_path):
-    copy_dirs(reference, tmp_path)
-    files = ["--dir_file", "dirs.h5", "--surf_file", "surf.h5"]
-    rc, out, err, seconds = launch(tmp_path, *files, ranks=3,
-                                   env={"LANDSCAPE_FAULT_RANK": "0", "LANDSCAPE_FAULT_AFTER": "2"})
-    assert rc != 0 and seconds < 30, (rc, seconds, err)
-    assert "error: rank 0: RuntimeError: fault injected by LANDSCAPE_FAULT_RANK=0 after 2 points" in err
-    written = done(tmp_path / "surf.h5")
-    assert 2 <= written < POINTS
-    rc, out, err, _ = launch(tmp_path, *files, ranks=2)
-    assert rc == 0, err
-    assert f"({POINTS - written} computed" in out
     assert_same_file(tmp_path / "surf.h5", reference[0])
 
 
