@@ -23,15 +23,10 @@ def checkpoint_paths(run_dir) -> List[Path]:
 
 def load_state(path) -> Mapping[str, torch.Tensor]:
     """The model state dict of a checkpoint file (a trainer checkpoint's ``model`` entry, or a
-    plain state dict)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
-    state = obj.get("model", obj) if isinstance(obj, Mapping) else None
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: holds no state dict")
-    return state
+    plain state dict); see :func:`regularizers.models.read_state_dict`."""
+    from regularizers.models import read_state_dict
+
+    return read_state_dict(path)
 
 
 def project(model: nn.Module, states: Sequence[Source], directions: Directions) -> np.ndarray:

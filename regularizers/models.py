@@ -440,19 +440,18 @@ def check_state_dict(model: nn.Module, state: Dict[str, torch.Tensor], source: s
         raise ValueError(f"{source} does not fit the model: {problems[0]}{more}")
 
 
-def load_checkpoint(model: nn.Module, path: str) -> nn.Module:
-    """Load a state-dict file into ``model`` (in place; returns it).
-
-    The file holds a state dict, or a dict with the state dict under ``"model"`` (trainer
-    checkpoints) or ``"state_dict"``; a ``"module."`` prefix on every key (DataParallel) is removed.
-    """
+def read_state_dict(path) -> dict:
+    """The state dict in a checkpoint file: the file's dict of tensors, or the one under
+    ``"model"`` (trainer checkpoints) or ``"state_dict"``; a ``"module."`` prefix on every key
+    (DataParallel) is removed. An unreadable file or one without a state dict: ValueError."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such checkpoint file") from None
     except Exception as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ValueError(f"{path}: not a torch checkpoint ({type(err).__name__}: {first_line})") from None
+        raise ValueError(f"{path}: not a torch checkpoint (not a readable checkpoint file; "
+                         f"{type(err).__name__}: {first_line})") from None
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -461,6 +460,13 @@ def load_checkpoint(model: nn.Module, path: str) -> nn.Module:
         raise ValueError(f"{path}: holds no state dict (a dict of tensors, or one under 'model')")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_checkpoint(model: nn.Module, path: str) -> nn.Module:
+    """Load the state dict of a checkpoint file (:func:`read_state_dict`) into ``model`` (in
+    place; returns it); a state dict that does not fit is a ValueError naming the key."""
+    state = read_state_dict(path)
     check_state_dict(model, state, source=str(path))
     model.load_state_dict(state)
     return model
