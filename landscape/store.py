@@ -77,6 +77,15 @@ def canonical(value):
     return str(value)
 
 
+def mismatch(stored: dict, wanted: dict) -> Optional[str]:
+    """``"made with key='a', not 'b'"`` for the first setting of ``wanted`` that a file's
+    ``stored`` attributes do not hold (values compared in :func:`canonical` form); else None."""
+    for key, value in wanted.items():
+        if stored.get(key) != canonical(value):
+            return f"made with {key}={stored.get(key, 'unset')!r}, not {canonical(value)!r}"
+    return None
+
+
 def _open(path, mode: str = "r") -> h5py.File:
     try:
         return h5py.File(path, mode)
@@ -244,10 +253,9 @@ def prepare_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_f
             return _prepare_de_facto(f, grid, keys)
         if stored["version"] > VERSION:
             raise ValueError(f"{path}: file version {stored['version']} is newer than this reader ({VERSION})")
-        for key, value in attrs.items():
-            if stored.get(key) != canonical(value):
-                raise ValueError(f"{path}: made with {key}={stored.get(key, 'unset')!r}, not "
-                                 f"{canonical(value)!r}; use another surface file")
+        differs = mismatch(stored, attrs)
+        if differs:
+            raise ValueError(f"{path}: {differs}; use another surface file")
         missing = [k for k in (*keys, "done") if k not in f or f[k].shape != grid.shape]
         if missing:
             raise ValueError(f"{path}: dataset {missing[0]!r} is missing or misshapen")

@@ -164,7 +164,7 @@ def build_directions(args, model, info: list, dir_type: str):
 def directions_for(args, model, ndim: int, attrs: dict):
     """(directions, dir_file): read from an existing direction file, or made and saved."""
     from landscape.directions import Directions
-    from landscape.store import canonical, load_directions, read_attrs, save_directions
+    from landscape.store import load_directions, mismatch, read_attrs, save_directions
 
     info = axis_info(args, ndim)
     dir_type = args.dir_type or "weights"
@@ -177,12 +177,9 @@ def directions_for(args, model, ndim: int, attrs: dict):
     if directions.ndim < ndim:
         raise ValueError(f"{dir_file} holds {directions.ndim} direction(s); the grid needs {ndim}")
     if args.dir_file is None:  # a derived name: reuse only what these settings would make
-        stored = read_attrs(dir_file)
-        wanted = {**Directions(directions.axes[:ndim], dir_type, info).attrs(), **attrs}
-        for key, value in wanted.items():
-            if stored.get(key) != canonical(value):
-                raise ValueError(f"{dir_file} was made with {key}={stored.get(key, 'unset')!r}, not "
-                                 f"{canonical(value)!r}; delete it or pass --dir_file")
+        differs = mismatch(read_attrs(dir_file), {**Directions(directions.axes[:ndim], dir_type, info).attrs(), **attrs})
+        if differs:
+            raise ValueError(f"{dir_file} was {differs}; delete it or pass --dir_file")
     return Directions(directions.axes[:ndim], directions.dir_type, directions.info[:ndim],
                       directions.meta), dir_file
 
