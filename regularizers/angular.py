@@ -53,10 +53,11 @@ def mhe_loss(w: torch.Tensor, s: float = 2, half_space: bool = False, eps: float
 
     With squared distances ``D_ij = ||w_i - w_j||^2 = 2 - 2 cos_ij``: ``s > 0`` is the
     Riesz-Fisher energy ``mean D_ij^(-s/2)`` (eq. 9; ``s = 2`` gives 0.375 on a regular
-    4-point simplex), ``s = 0`` the log energy ``mean -log D_ij`` (-log(8/3) on the simplex;
-    it is taken on the squared distance, i.e. twice eq. 11, a factor the coefficient absorbs).
-    ``half_space`` also counts the distances to the reflected rows ``-w_j`` (``2 + 2 cos_ij``),
-    averaging over the ``2 n (n - 1)`` pairs. ``D`` is clamped below at ``eps``.
+    4-point simplex), ``s = 0`` the log energy of eq. 11, ``mean -log ||w_i - w_j||`` =
+    ``mean -log(D_ij) / 2`` (``-log(8/3) / 2`` on the simplex), so the default coefficient 1.0
+    gives the paper's strength for both energies. ``half_space`` also counts the distances to
+    the reflected rows ``-w_j`` (``2 + 2 cos_ij``), averaging over the ``2 n (n - 1)`` pairs.
+    ``D`` is clamped below at ``eps``.
     """
     if s < 0:
         raise ValueError(f"mhe: s must be >= 0, got {s}")
@@ -67,7 +68,7 @@ def mhe_loss(w: torch.Tensor, s: float = 2, half_space: bool = False, eps: float
     off = cos[~torch.eye(n, dtype=torch.bool, device=cos.device)]
     sq = torch.cat([2 - 2 * off, 2 + 2 * off]) if half_space else 2 - 2 * off
     sq = sq.clamp_min(eps)
-    return (-torch.log(sq) if s == 0 else sq.pow(-s / 2)).mean()
+    return (-0.5 * torch.log(sq) if s == 0 else sq.pow(-s / 2)).mean()
 
 
 def orthogonal_loss(w: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -116,7 +117,8 @@ class Cosine(WeightPenalty):
 
 class MHE(WeightPenalty):
     """Minimum hyperspherical energy: ``lambda * sum over layers of mhe_loss(w, s, half_space)``.
-    Default ``lambda = 1.0`` and ``s = 2`` (Table 3); full (not mini-batch) pairs."""
+    Default ``lambda = 1.0`` and ``s = 2`` (Table 3); ``s = 0`` is eq. 11 itself, so the same
+    default gives the paper's log-energy strength. Full (not mini-batch) pairs."""
 
     name = "mhe"
     coefficient = 1.0

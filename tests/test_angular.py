@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from regularizers import cosine_loss, mhe_loss, mma_loss, orthogonal_loss, srip_loss
-from regularizers.angular import MMA, Orthogonal
+from regularizers.angular import MHE, MMA, Orthogonal
 
 # A regular simplex of 4 points in R^3: pairwise cosine -1/3, squared distance 8/3.
 SIMPLEX = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64)
@@ -61,11 +61,25 @@ def test_cosine_loss():
 def test_mhe_energies_on_the_simplex():
     assert mhe_loss(SIMPLEX, s=2).item() == pytest.approx(0.375)
     assert mhe_loss(SIMPLEX, s=1).item() == pytest.approx((8 / 3) ** -0.5)
-    assert mhe_loss(SIMPLEX, s=0).item() == pytest.approx(-0.980829, abs=1e-6)
+    # eq. 11: -mean log ||w_i - w_j||, with distances sqrt(8/3) (and sqrt(4/3) to reflections)
+    assert mhe_loss(SIMPLEX, s=0).item() == pytest.approx(-math.log(math.sqrt(8 / 3)))
+    assert mhe_loss(SIMPLEX, s=0, half_space=True).item() == pytest.approx(
+        -(math.log(8 / 3) + math.log(4 / 3)) / 4)
     # half space also counts the reflections: squared distances 8/3 and 2 - 2/3 = 4/3
     assert mhe_loss(SIMPLEX, s=2, half_space=True).item() == pytest.approx((3 / 8 + 3 / 4) / 2)
     with pytest.raises(ValueError):
         mhe_loss(SIMPLEX, s=-1)
+
+
+def test_mhe_log_energy_is_eq_11_at_the_default_coefficient():
+    """MHE with s=0 at its default coefficient 1.0 is the paper's eq. 11, computed here
+    independently from the unordered pairwise distances of the normalized rows."""
+    w = torch.randn(7, 2, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    eq11 = -torch.log(torch.pdist(nn.functional.normalize(w.reshape(7, -1), dim=1))).mean()
+    assert mhe_loss(w, s=0).item() == pytest.approx(eq11.item(), rel=1e-12)
+    model = nn.Sequential(nn.Conv2d(2, 7, 3, bias=False))
+    model[0].weight.data.copy_(w)
+    assert MHE(s=0).penalty(model).item() == pytest.approx(eq11.item(), rel=1e-6)
 
 
 def test_orthogonal_frobenius():
