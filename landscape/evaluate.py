@@ -3,42 +3,55 @@
 The :class:`Evaluator` works on private copies of the model in eval mode (BN uses its running
 statistics), so the caller's model is never modified: afterwards it is bit-exactly as before,
 its train/eval mode included. Each point's tensors are passed with
-``torch.func.functional_call``; the data of every split is staged once on the device and
-sliced into batches (no DataLoader). Exact speed-ups -- graph rewrites with ``torch.fx``, so
-only for models it can trace -- checked against the plain path once at start-up (a mismatch
-falls back to the plain path with a warning):
+``torch.func.functional_call``.
 
-- **BN folding**: an eval-mode BatchNorm right after a conv/linear layer is folded into it per
-  point: ``W' = W * s``, ``b' = (b - mean) * s + beta`` with ``s = gamma / sqrt(var + eps)``.
-- **First layer**: when the model's first layer with parameters is a conv/linear layer fed by
-  parameter-free ops, it is linear in its weight, which is ``W + sum_k c_k D_k`` at the point.
-  A ``Conv2d`` (one group, zero padding) keeps its input unfolded into patches
-  (``F.unfold``, (n, C_in*kh*kw, L), computed once) and is one matrix product with the point's
-  weight (BN scale folded in) per batch: for the thin first convs of image models (1-3 input
-  channels) this is 5-15x faster than the convolution on CPU (measured; oneDNN is slow there).
-  Other layers cache their outputs ``C_0 = layer(X; W)``, ``C_k = layer(X; D_k)`` (no bias)
-  and compose ``C_0 + sum_k c_k C_k``, used by default only when the layer does at least
-  ``FIRST_LAYER_MIN_MACS`` multiply-adds per output value (linear layers on images): the
-  composition is bound by memory traffic. Either cache must fit in ``cache_bytes``.
+Data, losses and outputs mean what they mean in :mod:`regularizers.evaluation`: any form
+:func:`regularizers.evaluation.data_splits` accepts, a loss name or callable, an ``output=``
+selector. Tensors (a ``Dataset``, ``(x, y)`` pairs, a ``TensorDataset``) are staged once on the
+device and sliced into batches; anything else (a ``DataLoader``, any iterable of batches) is
+streamed batch by batch at every point, so data larger than memory works.
+
+Exact speed-ups -- graph rewrites with ``torch.fx``, so only for models it can trace -- checked
+against the plain path once at start-up (a mismatch falls back to the plain path with a
+warning):
+
+- **BN folding**: an eval-mode BatchNorm right after a conv/linear layer (whose output nothing
+  else reads) is folded into it per point: ``W' = W * s``, ``b' = (b - mean) * s + beta`` with
+  ``s = gamma / sqrt(var + eps)``. A BN anywhere else (after a ReLU, pre-activation, after a
+  concatenation) is left as it is.
+- **First layer** (staged data only): when the model's first layer with parameters is a
+  conv/linear layer fed by parameter-free ops, it is linear in its weight, which is
+  ``W + sum_k c_k D_k`` at the point. A ``Conv2d`` (one group, zero padding) keeps its input
+  unfolded into patches (``F.unfold``, (n, C_in*kh*kw, L), computed once) and is one matrix
+  product with the point's weight (BN scale folded in) per batch: for the thin first convs of
+  image models (1-3 input channels) this is 5-15x faster than the convolution on CPU (measured;
+  oneDNN is slow there). Other layers cache their outputs ``C_0 = layer(X; W)``,
+  ``C_k = layer(X; D_k)`` (no bias) and compose ``C_0 + sum_k c_k C_k``, used by default only
+  when the layer does at least ``FIRST_LAYER_MIN_MACS`` multiply-adds per output value (linear
+  layers on images): the composition is bound by memory traffic. Either cache must fit in
+  ``cache_bytes``.
 - **Pooling** (``reorder``): ``maxpool(relu(x)) == relu(maxpool(x))``, so the ReLU runs on
   the pooled tensor; max-pooling over non-overlapping windows is an elementwise maximum of
-  strided views (no indices; 6-10x faster than ``max_pool2d`` on CPU).
+  strided views (no indices; 6-10x faster than ``max_pool2d`` on CPU). Average pooling is never
+  reordered (it does not commute with ReLU).
+- **Batch size** (``batch_size=None``, the default): the candidates of
+  :data:`BATCH_CANDIDATES` (capped by the split size) are timed on the device in use before the
+  first point and the fastest is kept; values do not depend on it beyond float rounding.
 - **Many points per pass** (``points_per_pass > 1``): ``torch.func.vmap`` over points. It pays
   on GPUs; on CPUs one point at a time is usually faster (the default there).
 
-Losses are per-sample means over the whole split: ``crossentropy`` on class indices, ``mse``
-as in tomgoldstein/loss-landscape (mean over samples and classes of ``(softmax(f(x)) -
-onehot(y))^2``; on floating targets, plain regression ``(f(x) - y)^2``). Accuracy is in percent
-(NaN for floating targets).
+Losses are per-example means over the whole split; accuracy is in percent (NaN for targets
+that are not class indices, or with ``accuracy=False``).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import List, Mapping, Optional, Sequence
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -48,22 +61,22 @@ from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.utils import _pair
 
+from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Output, Tensors, check_class_targets,
+                                     correct_count, data_splits, resolve_device, resolve_loss,
+                                     select_output, summed_loss)
+
 from .directions import Directions, check_fits, direction_names
 
-LOSSES = ("crossentropy", "mse")
 PRECISIONS = {None: None, "none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-DEFAULT_BATCH_SIZE = 500
 FIRST_LAYER_MIN_MACS = 32  # below this the cached composition is slower than the layer on CPUs
+# Batch sizes timed when none is given (capped by the split size), per device type.
+BATCH_CANDIDATES = {"cpu": (64, 128, 256, 512), "cuda": (256, 512, 1024, 2048, 4096)}
 
 
 def value_keys(splits: Sequence[str]) -> List[str]:
     """Names of the values per point: ``train_loss``, ``train_acc``, ... for each split."""
     return [f"{s}_{k}" for s in splits for k in ("loss", "acc")]
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def split_tensors(data, split: str):
@@ -78,8 +91,6 @@ def split_tensors(data, split: str):
             raise ValueError(f"no split {split!r} in the data (expected 'train' or 'test')")
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     return torch.as_tensor(x), torch.as_tensor(y)
-
-
 @dataclass
 class _Fold:
     """A conv/linear layer ``conv`` followed by an eval-mode BatchNorm ``bn``."""
@@ -157,6 +168,12 @@ def _is_relu(node: fx.Node, mods: dict) -> bool:
         (node.op == "call_method" and node.target == "relu")
 
 
+def _inplace(node: fx.Node, mods: dict) -> bool:
+    if node.op == "call_module":
+        return bool(getattr(mods[node.target], "inplace", False))
+    return bool(node.kwargs.get("inplace", False))
+
+
 def _pool_before_relu(gm: fx.GraphModule) -> None:
     """Rewrite ``maxpool(relu(x))`` as ``relu(maxpool(x))`` (equal: both are monotone), so the
     ReLU touches only the pooled values."""
@@ -169,6 +186,8 @@ def _pool_before_relu(gm: fx.GraphModule) -> None:
         if not (isinstance(relu, fx.Node) and _is_relu(relu, mods) and len(relu.users) == 1):
             continue
         x = relu.args[0]
+        if _inplace(relu, mods) and len(x.users) > 1:  # others read x after relu_ changed it
+            continue
         pool.replace_input_with(relu, x)
         pool.replace_all_uses_with(relu)
         relu.replace_input_with(x, pool)
@@ -289,43 +308,74 @@ class Evaluator:
     """``evaluator(coords)``: losses and accuracies at points ``theta + sum_k c_k d_k``.
 
     ``coords`` is (P, ndim) (or (ndim,)); the result is a float64 array (P, len(columns)) with
-    ``columns`` = ``[f"{split}_loss", f"{split}_acc" for split in splits]``.
+    ``columns`` = ``[f"{split}_loss", f"{split}_acc" for split in splits]`` (loss: mean over
+    the split's examples; accuracy in percent, NaN where it means nothing).
 
-    ``data``: a :class:`regularizers.data.Dataset` or ``{split: (x, y)}``. ``device``: where
-    the copies and data live (default cuda when available). ``precision``: ``"bf16"`` or
-    ``"fp16"`` runs forward passes under autocast (meant for GPUs). ``points_per_pass``: points
-    per vmap pass (default 1 on CPU, 8 on CUDA). ``fold_bn``, ``first_layer`` (None: when it
-    pays, see above), ``reorder``: the exact speed-ups above; ``cache_bytes``: the most memory
-    the first-layer cache may take. ``program`` is the module in use (``_plain`` if no rewrite).
+    Args:
+        model: any ``nn.Module`` (never modified).
+        data: any form of :func:`regularizers.evaluation.data_splits` (tensors are staged on
+            ``device``; a DataLoader or other iterable of batches is streamed at every point).
+        directions: the directions ``d_k``, fitting ``model``.
+        splits: which splits of ``data`` to evaluate.
+        loss: a name (``crossentropy``, ``nll``, ``mse``) or a callable ``loss(outputs, targets)``
+            returning per-example losses (B,) or the batch mean.
+        output: selector of the predictions when the model returns a dict/tuple (a key, an
+            index, an attribute name or a callable).
+        accuracy: False reports NaN accuracies.
+        hooks: how streamed batches are split, counted, moved and fed to the model.
+        batch_size: examples per forward pass of staged data; None times the candidates of
+            :data:`BATCH_CANDIDATES` on the device (see :meth:`_tune_batch_size`).
+        device: where the copies and staged data live (default cuda when available).
+        precision: ``"bf16"`` or ``"fp16"`` runs forward passes under autocast (for GPUs).
+        points_per_pass: points per vmap pass (default 1 on CPU, 8 on CUDA).
+        fold_bn, first_layer, reorder: the exact rewrites of the module docstring
+            (``first_layer=None``: when it pays); all False is the plain path.
+        cache_bytes: the most memory the first-layer cache may take.
+
+    Attributes:
+        batch_size: the batch size in use (None when every split is streamed).
+        batch_size_note: how it was chosen, e.g. ``"auto: 128 of 64,128,256,512"``.
+        program: the module in use (``_plain`` if no rewrite applies).
     """
 
     def __init__(self, model: nn.Module, data, directions: Directions, *,
-                 splits: Sequence[str] = ("train", "test"), loss: str = "crossentropy",
-                 batch_size: int = DEFAULT_BATCH_SIZE, device=None, precision: Optional[str] = None,
-                 points_per_pass: Optional[int] = None, fold_bn: bool = True,
-                 first_layer: Optional[bool] = None, reorder: bool = True,
+                 splits: Sequence[str] = ("train", "test"), loss="crossentropy", output: Output = None,
+                 accuracy: bool = True, hooks: BatchHooks = DEFAULT_HOOKS, batch_size: Optional[int] = None,
+                 device=None, precision: Optional[str] = None, points_per_pass: Optional[int] = None,
+                 fold_bn: bool = True, first_layer: Optional[bool] = None, reorder: bool = True,
                  cache_bytes: int = 2 ** 31):
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of bf16, fp16, none; got {precision!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        for name, value in (("batch_size", batch_size), ("points_per_pass", points_per_pass)):
+            if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         check_fits(directions, model)
-        self.device = torch.device(device) if device is not None else default_device()
-        self.loss, self.splits, self.batch_size = loss, tuple(splits), int(batch_size)
+        self._loss_fn = resolve_loss(loss)
+        self.loss, self.output, self.accuracy, self.hooks = loss, output, accuracy, hooks
+        self.device = resolve_device(device)
+        self.splits = tuple(splits)
         self.columns = value_keys(self.splits)
-        self.points_per_pass = points_per_pass or (8 if self.device.type == "cuda" else 1)
+        self.points_per_pass = int(points_per_pass or (8 if self.device.type == "cuda" else 1))
         self._autocast = PRECISIONS[precision]
+        sources = data_splits(data, hooks)
+        missing = [s for s in self.splits if s not in sources]
+        if missing:
+            raise ValueError(f"the data has no {missing[0]!r} split (it has {', '.join(sources)})")
         with torch.inference_mode():
-            self._setup(model, data, directions)
+            self._setup(model, sources, directions)
             self.program = self._plain
-            options = dict(fold_bn=fold_bn, first_layer=first_layer, reorder=reorder)
-            if fold_bn or first_layer is not False or reorder:
+            streamed = not all(isinstance(self._data[s], Tensors) for s in self.splits)
+            options = dict(fold_bn=fold_bn, first_layer=False if streamed else first_layer, reorder=reorder)
+            if fold_bn or options["first_layer"] is not False or reorder:
                 self._try_fast(model, options, cache_bytes)
+            self._check_targets()
+            if batch_size is not None:
+                self.batch_size, self.batch_size_note = int(batch_size), f"{int(batch_size)} (given)"
+            else:
+                self.batch_size, self.batch_size_note = self._tune_batch_size()
 
     # ------------------------------------------------------------------ set-up
-    def _setup(self, model, data, directions):
+    def _setup(self, model, sources: dict, directions):
         self._plain = compile_model(model, fold_bn=False, first_layer=False, reorder=False)
         self._plain.module.to(self.device)
         state = {n: t.to(self.device) for n, t in self._plain.module.state_dict().items()}
@@ -341,13 +391,40 @@ class Evaluator:
                                   for axis in directions.axes]).to(self.device)
         self._data = {}
         for split in self.splits:
-            x, y = split_tensors(data, split)
-            x = x.to(device=self.device, dtype=self.dtype if x.is_floating_point() else None)
-            y = y.to(self.device)
-            if self.loss == "crossentropy" and y.is_floating_point():
-                raise ValueError("crossentropy needs integer class targets; use loss='mse' for regression")
-            self._data[split] = (x, y)
+            source = sources[split]
+            if isinstance(source, Tensors):  # staged once on the device
+                if len(source) == 0:
+                    raise ValueError(f"the {split!r} split holds no examples")
+                x, y = source.x, source.y
+                x = x.to(device=self.device, dtype=self.dtype if x.is_floating_point() else None)
+                source = Tensors(x, y.to(self.device))
+                if self.loss in ("crossentropy", "nll") and source.y.is_floating_point():
+                    raise ValueError(f"loss {self.loss!r} needs integer class targets; use loss='mse' "
+                                     "or a callable for other targets")
+            self._data[split] = source
         self._cache = {}
+
+    def _sample(self):
+        """A few inputs of the first split: ``(inputs, targets, rows)`` on the device (``rows``:
+        the staged rows, None for a streamed split's first batch)."""
+        source = self._data[self.splits[0]]
+        if isinstance(source, Tensors):
+            rows = slice(0, 64)
+            return source.x[rows], source.y[rows], rows
+        inputs, targets = next(iter(source.batches()), (None, None))
+        if inputs is None:
+            raise ValueError(f"the {self.splits[0]!r} split holds no batches")
+        return self.hooks.to(inputs, self.device), self.hooks.to(targets, self.device), None
+
+    def _check_targets(self) -> None:
+        """Class targets within the model's outputs (checked on the sample's outputs)."""
+        inputs, targets, rows = self._sample()
+        coords = torch.zeros(len(self._dirs), dtype=self.dtype, device=self.device)
+        program = self.program
+        outputs = self._logits(program, *self._state(program, coords), coords, inputs, self.splits[0], rows)
+        for split in self.splits:
+            source = self._data[split]
+            check_class_targets(source.y if isinstance(source, Tensors) else targets, outputs, self.loss)
 
     def _try_fast(self, model, options: dict, cache_bytes: int):
         program = compile_model(model, **options)
@@ -368,18 +445,19 @@ class Evaluator:
             warnings.warn(f"fast evaluation disagrees with the plain path ({problem}); using the plain path")
 
     def _disagreement(self, program: _Program) -> Optional[str]:
-        """None when ``program`` gives the plain path's logits on a few samples at the origin
+        """None when ``program`` gives the plain path's outputs on a few samples at the origin
         and at (0.25, ...); else what went wrong."""
+        inputs, _, rows = self._sample()
         for value in (0.0, 0.25):
             coords = torch.full((len(self._dirs),), value, dtype=self.dtype, device=self.device)
             try:
-                fast, ref = (self._logits(p, *self._state(p, coords), coords, self.splits[0], slice(0, 64),
+                fast, ref = (self._logits(p, *self._state(p, coords), coords, inputs, self.splits[0], rows,
                                           cast=False) for p in (program, self._plain))
             except Exception as err:  # a graph the rewrite does not handle
                 return f"{type(err).__name__}: {err}"
             tol = 1e-4 * float(ref.nan_to_num(0.0, 0.0, 0.0).abs().max()) + 1e-12
-            if not torch.allclose(fast, ref, rtol=1e-4, atol=tol, equal_nan=True):
-                return f"logits differ at {value}"
+            if fast.shape != ref.shape or not torch.allclose(fast, ref, rtol=1e-4, atol=tol, equal_nan=True):
+                return f"outputs differ at {value}"
         return None
 
     def _first_layer_cache(self, name: str, cache_bytes: int):
@@ -388,21 +466,21 @@ class Evaluator:
         the cache would take more than ``cache_bytes``."""
         layer = self._plain.module.get_submodule(name)
         weights = self._layer_weights(name)
-        one = layer_input(self._plain.module, name, self._data[self.splits[0]][0][:1])
+        one = layer_input(self._plain.module, name, self._data[self.splits[0]].x[:1])
         unfold = unfoldable(layer)
         if unfold:
             per_sample = self._unfold(layer, one).cols.numel()
         else:
             per_sample = layer(one).numel() * len(weights)
-        if sum(len(x) for x, _ in self._data.values()) * per_sample * self._theta.element_size() > cache_bytes:
+        if sum(len(s) for s in self._data.values()) * per_sample * self._theta.element_size() > cache_bytes:
             return None
         if unfold:
             self._first_weights = torch.stack([w.reshape(len(w), -1) for w in weights])  # (1+ndim, C_out, K)
         zero_bias = {"bias": torch.zeros_like(layer.bias)} if layer.bias is not None else {}
+        chunk = max(BATCH_CANDIDATES["cpu"])  # bounds the memory of the layer_input calls
         cache = {}
-        for split, (x, _) in self._data.items():
-            inputs = [layer_input(self._plain.module, name, x[start:start + self.batch_size])
-                      for start in range(0, len(x), self.batch_size)]
+        for split, source in self._data.items():
+            inputs = [layer_input(self._plain.module, name, x) for x, _ in source.batches(chunk)]
             if unfold:
                 parts = [self._unfold(layer, inp) for inp in inputs]
                 cache[split] = _Unfolded(torch.cat([p.cols for p in parts]), parts[0].spatial)
@@ -426,6 +504,44 @@ class Evaluator:
         start, shape = sum(self._sizes[:i]), self._shapes[i]
         rows = torch.cat([self._theta[None], self._dirs])
         return [r[start:start + self._sizes[i]].view(shape) for r in rows]
+
+    def _tune_batch_size(self) -> Tuple[Optional[int], str]:
+        """The fastest candidate batch size on this device, and a note saying so.
+
+        Candidates (:data:`BATCH_CANDIDATES`, capped by the first staged split's size ``n``)
+        are timed in increasing order, each on one warm-up and one timed batch of its size at
+        the origin (a pass of ``points_per_pass`` points, the program in use), until the timed
+        samples would exceed ``n``: tuning costs at most about two points' worth of that split.
+        The kept size has the least time per example.
+        """
+        staged = [s for s in self.splits if isinstance(self._data[s], Tensors)]
+        if not staged:
+            return None, "the loader's batches"
+        split = staged[0]
+        n = len(self._data[split])
+        sizes = sorted({min(b, n) for b in BATCH_CANDIDATES.get(self.device.type, BATCH_CANDIDATES["cpu"])})
+        coords = torch.zeros(self.points_per_pass, len(self._dirs), dtype=self.dtype, device=self.device)
+        logits_of = self._logits_of(self.program, coords)
+        per_example, used = {}, 0
+        for size in sizes:
+            if per_example and used + size > n:
+                break
+            try:
+                seconds = [self._timed_pass(logits_of, split, size) for _ in range(2)]
+            except torch.cuda.OutOfMemoryError:  # larger sizes will not fit either
+                torch.cuda.empty_cache()
+                break
+            per_example[size], used = seconds[1] / size, used + size
+        best = min(per_example, key=per_example.get)
+        return best, f"auto: {best} of {','.join(map(str, per_example))}"
+
+    def _timed_pass(self, logits_of, split: str, size: int) -> float:
+        """Seconds of one batch of ``size`` examples of ``split`` (results fetched, so timed
+        to completion on any device)."""
+        start = time.perf_counter()
+        loss, _, _ = self._pass(logits_of, split, size, stop=size)
+        loss.cpu()
+        return time.perf_counter() - start
 
     # ------------------------------------------------------------------ one point
     def _full(self, coords: torch.Tensor) -> dict:
@@ -465,46 +581,72 @@ class Evaluator:
         ones = full[f"{program.first}.weight"].new_ones(full[f"{program.first}.weight"].shape[0])
         return state, (ones, bias if bias is not None else torch.zeros_like(ones))
 
-    def _logits(self, program: _Program, state: dict, affine, coords, split: str, rows: slice,
-                cast: bool = True):
-        """Outputs (B, K) of ``program`` at one point for ``rows`` of ``split``; ``cast``: use
-        the autocast precision."""
-        x = self._data[split][0][rows]
-        args = (x,)
-        if program.first is not None:
+    def _logits(self, program: _Program, state: dict, affine, coords, inputs, split: str,
+                rows: Optional[slice], cast: bool = True) -> torch.Tensor:
+        """Outputs (B, ...) of ``program`` at one point on ``inputs`` (``rows`` of a staged
+        ``split``, for the first-layer cache); ``cast``: use the autocast precision."""
+        autocast = (torch.autocast(self.device.type, dtype=self._autocast) if self._autocast and cast
+                    else contextlib.nullcontext())
+        if program.first is None:
+            with autocast:  # only the forward pass: the point's tensors stay in full precision
+                out = self.hooks.call(lambda *a, **k: functional_call(program.module, state, a, k), inputs)
+        else:
             scale, shift = affine
             cached = self._cache[split]
             if isinstance(cached, _Unfolded):  # (C_out, K) weight at the point, BN scale folded in
                 w = self._first_weights[0] + (coords @ self._first_weights[1:].flatten(1)).view_as(self._first_weights[0])
-                out = torch.matmul(w * scale[:, None], cached.cols[rows]).add_(shift[:, None])
-                args = (x, out.view(*out.shape[:2], *cached.spatial))
+                first = torch.matmul(w * scale[:, None], cached.cols[rows]).add_(shift[:, None])
+                first = first.view(*first.shape[:2], *cached.spatial)
             else:
-                out = cached[0][rows]
+                first = cached[0][rows]
                 for k in range(len(cached) - 1):  # one fused pass per direction
-                    out = torch.addcmul(out, coords[k], cached[k + 1][rows])
-                view = (-1,) if program.first_linear else (-1, *[1] * (out.dim() - 2))
-                args = (x, torch.addcmul(shift.view(view), out, scale.view(view)))
-        autocast = (torch.autocast(self.device.type, dtype=self._autocast) if self._autocast and cast
-                    else contextlib.nullcontext())
-        with autocast:  # only the forward pass: the point's tensors stay in full precision
-            out = functional_call(program.module, state, args)
+                    first = torch.addcmul(first, coords[k], cached[k + 1][rows])
+                view = (-1,) if program.first_linear else (-1, *[1] * (first.dim() - 2))
+                first = torch.addcmul(shift.view(view), first, scale.view(view))
+            with autocast:
+                out = functional_call(program.module, state, (inputs, first))
+        out = select_output(out, self.output)
         return out.to(torch.promote_types(out.dtype, torch.float32))
 
-    def _stats(self, logits: torch.Tensor, y: torch.Tensor):
-        """Summed loss (P,) and correct count (P,) of logits (P, B, K) against targets y (B,)."""
-        if y.is_floating_point():
-            pred = logits.reshape(*logits.shape[:2], -1)
-            err = (pred - y.reshape(len(y), -1).to(pred.dtype)) ** 2
-            return err.mean(-1).sum(-1), torch.full(logits.shape[:1], float("nan"), device=logits.device)
-        if self.loss == "crossentropy":
-            logp = torch.log_softmax(logits, dim=-1)
-            loss = -logp.gather(-1, y.expand(logits.shape[:2]).unsqueeze(-1)).squeeze(-1).sum(-1)
-        else:
-            onehot = F.one_hot(y, logits.shape[-1]).to(logits.dtype)
-            loss = ((torch.softmax(logits, dim=-1) - onehot) ** 2).mean(-1).sum(-1)
-        return loss, (logits.argmax(-1) == y).sum(-1).to(loss.dtype)
+    def _logits_of(self, program: _Program, coords: torch.Tensor):
+        """``fn(inputs, split, rows) -> outputs (P, B, ...)`` at a pass of P points."""
+        if len(coords) == 1:
+            state, affine = self._state(program, coords[0])
+            return lambda inputs, split, rows: self._logits(program, state, affine, coords[0], inputs, split,
+                                                            rows)[None]
+        state, affine = vmap(lambda c: self._state(program, c))(coords)
+        return lambda inputs, split, rows: vmap(
+            lambda s, a, c: self._logits(program, s, a, c, inputs, split, rows))(state, affine, coords)
 
     # ------------------------------------------------------------------ many points
+    def _batches(self, split: str, batch_size: Optional[int], stop: Optional[int] = None) -> Iterator[tuple]:
+        """``(inputs, targets, rows, count)`` on the device per batch of ``split``: slices of
+        the staged tensors (the first ``stop`` examples), or the streamed batches."""
+        source = self._data[split]
+        if isinstance(source, Tensors):
+            end = len(source) if stop is None else min(stop, len(source))
+            for start in range(0, end, batch_size):
+                rows = slice(start, min(start + batch_size, end))
+                yield source.x[rows], source.y[rows], rows, rows.stop - rows.start
+            return
+        for inputs, targets in source.batches():
+            inputs = self.hooks.to(inputs, self.device)
+            yield inputs, self.hooks.to(targets, self.device), None, self.hooks.size(inputs)
+
+    def _pass(self, logits_of, split: str, batch_size: Optional[int], stop: Optional[int] = None):
+        """Summed loss (P,), correct count (P,) or None (no accuracy), and number of examples
+        of one pass over ``split`` (its first ``stop`` staged examples)."""
+        loss, correct, count, counted = 0.0, 0.0, 0, self.accuracy
+        for inputs, targets, rows, n in self._batches(split, batch_size, stop):
+            outputs = logits_of(inputs, split, rows)
+            loss = loss + torch.stack([summed_loss(self._loss_fn, out, targets, n) for out in outputs]).double()
+            if counted:
+                hits = [correct_count(out, targets) for out in outputs]
+                counted = hits[0] is not None
+                correct = correct + torch.stack(hits).double() if counted else None
+            count += n
+        return loss, correct if counted else None, count
+
     def __call__(self, coords) -> np.ndarray:
         coords = np.atleast_2d(np.asarray(coords, dtype=np.float64))
         if coords.shape[1] != len(self._dirs):
@@ -518,23 +660,12 @@ class Evaluator:
 
     def _evaluate(self, coords: torch.Tensor) -> np.ndarray:
         """Losses and accuracies (P, len(columns)) at a pass of P points."""
-        program = self.program
-        if len(coords) == 1:
-            state, affine = self._state(program, coords[0])
-            logits_of = lambda split, rows: self._logits(program, state, affine, coords[0], split, rows)[None]
-        else:
-            state, affine = vmap(lambda c: self._state(program, c))(coords)
-            logits_of = lambda split, rows: vmap(
-                lambda s, a, c: self._logits(program, s, a, c, split, rows))(state, affine, coords)
+        logits_of = self._logits_of(self.program, coords)
         columns = []
         for split in self.splits:
-            x, y = self._data[split]
-            loss = torch.zeros(len(coords), dtype=torch.float64, device=self.device)
-            correct = torch.zeros_like(loss)
-            for start in range(0, len(x), self.batch_size):
-                rows = slice(start, start + self.batch_size)
-                batch_loss, batch_correct = self._stats(logits_of(split, rows), y[rows])
-                loss += batch_loss
-                correct += batch_correct
-            columns += [loss / len(x), 100.0 * correct / len(x)]
+            loss, correct, count = self._pass(logits_of, split, self.batch_size)
+            if count == 0:
+                raise ValueError(f"the {split!r} split holds no examples")
+            acc = 100.0 * correct / count if correct is not None else torch.full_like(loss, float("nan"))
+            columns += [loss / count, acc]
         return torch.stack(columns, dim=1).cpu().numpy()

@@ -9,14 +9,19 @@ MPI ranks (``compute_surface(..., comm=MPI.COMM_WORLD)``).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+import inspect
+from typing import Callable, Optional, Sequence, Tuple, Union
 
+import h5py
 import numpy as np
 from torch import nn
 from tqdm import tqdm
 
+from regularizers.evaluation import Tensors, data_splits, loss_name, resolve_loss
+
 from .directions import Directions, origin, target_directions
-from .evaluate import DEFAULT_BATCH_SIZE, Evaluator, split_tensors, value_keys
+from .evaluate import Evaluator, value_keys
+from .files import AxisRecipe, open_directions, surface_file_name
 from .grid import AxisSpec, Grid, make_grid
 from .sharding import evaluate_shared, on_all, on_root
 from .store import SurfaceResult, SurfaceWriter, prepare_surface, read_surface, tensors_sha256
@@ -37,66 +42,128 @@ def evaluate_points(evaluate: Callable[[np.ndarray], np.ndarray], grid: Grid, in
             bar.update(len(part))
 
 
-def surface_attrs(model: nn.Module, data, directions: Directions, *, loss: str, splits: Sequence[str]) -> dict:
+def data_fingerprint(data, splits: Sequence[str]) -> dict:
+    """What identifies the data in a surface file: a hash of the staged tensors of ``splits``
+    (``"stream"`` when a split is streamed from a loader: its content cannot be hashed without a
+    pass) and the transformations the data went through (``Dataset.transforms``)."""
+    sources = data_splits(data)
+    staged = [sources[s] for s in splits]
+    digest = (tensors_sha256(t for src in staged for t in (src.x, src.y))
+              if all(isinstance(src, Tensors) for src in staged) else "stream")
+    return {"data_sha256": digest, "data_transforms": list(getattr(data, "transforms", ())) or "none"}
+
+
+def surface_attrs(model: nn.Module, data, directions: Directions, *, loss, splits: Sequence[str]) -> dict:
     """Settings a surface depends on, stored in its file and checked on resume: loss, splits,
     directions (kind, normalization, ignore policy, seed, and a hash of their values), and
-    hashes of the model's state and of the data."""
-    data_tensors = [t for s in splits for t in split_tensors(data, s)]
-    return {"loss": loss, "splits": list(splits), **directions.attrs(),
+    hashes of the model's state and of the data (with the data's transformations)."""
+    return {"loss": loss_name(loss), "splits": list(splits), **directions.attrs(),
             "directions_sha256": tensors_sha256(t for axis in directions.axes for t in axis),
-            "weights_sha256": tensors_sha256(origin(model, "states")),
-            "data_sha256": tensors_sha256(data_tensors)}
+            "weights_sha256": tensors_sha256(origin(model, "states")), **data_fingerprint(data, splits)}
 
 
-def compute_surface(model: nn.Module, data, *, directions: Directions, x: AxisSpec,
-                    y: Optional[AxisSpec] = None, z: Optional[AxisSpec] = None,
-                    loss: str = "crossentropy", splits: Sequence[str] = ("train", "test"),
-                    surf_file=None, dir_file: str = "", attrs: Optional[dict] = None,
-                    batch_size: int = DEFAULT_BATCH_SIZE, device=None, precision: Optional[str] = None,
-                    points_per_pass: Optional[int] = None, progress: bool = True,
-                    on_rows: Optional[Write] = None, comm=None, **rewrites) -> SurfaceResult:
-    """Loss and accuracy of ``model`` at ``theta + x d1 (+ y d2 (+ z d3))`` on a grid.
+def _check_options(data, splits, loss, rewrites: dict) -> Tuple[str, ...]:
+    """Every keyword checked before any file is touched; returns the splits to compute."""
+    available = data_splits(data)
+    splits = tuple(available) if splits is None else tuple(splits)
+    missing = [s for s in splits if s not in available]
+    if not splits or missing:
+        raise ValueError(f"the data has no {missing[0] if missing else 'selected'!r} split "
+                         f"(it has {', '.join(available)})")
+    resolve_loss(loss)
+    allowed = set(inspect.signature(Evaluator).parameters) - {"model", "data", "directions", "splits", "loss"}
+    unknown = sorted(set(rewrites) - allowed)
+    if unknown:
+        raise TypeError(f"compute_surface got unknown keyword(s) {', '.join(unknown)}; "
+                        f"evaluation options are {', '.join(sorted(allowed))}")
+    return splits
 
-    ``x``, ``y``, ``z``: ``"start:stop:num"`` or coordinate arrays (as many as directions).
-    ``data``: a :class:`regularizers.data.Dataset` or ``{split: (x, y)}``. With ``surf_file``
-    the values are written to that HDF5 file as they are computed and an existing file is
-    resumed (only unfinished points are computed; a file made with other settings -- see
-    :func:`surface_attrs`, plus ``attrs`` -- is refused). ``dir_file`` is recorded in the file.
-    ``on_rows(indices, rows)`` is called after every stored chunk. The evaluation options, and
-    the speed-up switches in ``rewrites`` (``fold_bn``, ``first_layer``, ``reorder``,
-    ``cache_bytes``), are those of :class:`landscape.evaluate.Evaluator`.
-    The model is left bit-exactly unchanged.
 
-    ``comm``: an mpi4py communicator whose ranks share the points (call on every rank, with the
-    same arguments and bitwise equal ``directions``). Rank 0 alone touches ``surf_file`` and
-    returns the whole surface; other ranks return the points they computed. Errors in the
-    common steps (the file's checks, building the evaluator) are raised on every rank as
-    :class:`landscape.sharding.SharedError`.
+def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Sequence[AxisRecipe]],
+                    x: AxisSpec, y: Optional[AxisSpec] = None, z: Optional[AxisSpec] = None,
+                    loss="crossentropy", splits: Optional[Sequence[str]] = None, surf_file=None,
+                    dir_file=None, dir_type: Optional[str] = None, stem: str = "model",
+                    attrs: Optional[dict] = None, progress: bool = True, on_rows: Optional[Write] = None,
+                    comm=None, **evaluation) -> SurfaceResult:
+    """Loss and accuracy of ``model`` at ``theta + a d1 (+ b d2 (+ c d3))`` over a grid.
+
+    Args:
+        model: any ``nn.Module``; left bit-exactly unchanged.
+        data: any form of :func:`regularizers.evaluation.data_splits` (a Dataset, ``{split:
+            (inputs, targets)}``, an ``(inputs, targets)`` pair, a torch Dataset, a DataLoader).
+        directions: :class:`Directions`, or one :class:`landscape.files.AxisRecipe` per axis;
+            recipes are turned into directions kept in ``dir_file`` (see
+            :func:`landscape.files.open_directions`, which also reuses an existing file).
+        x, y, z: grid axes, ``"start:stop:num"`` or increasing coordinate arrays.
+        loss: a name or callable ``loss(outputs, targets)`` (per-example or batch mean).
+        splits: the data splits to evaluate (default: all the data has).
+        surf_file: HDF5 file written as points are computed and resumed when it exists (made
+            with other settings -- :func:`surface_attrs` plus ``attrs`` -- it is refused);
+            ``"auto"`` derives the name from the direction file; None keeps values in memory.
+        dir_file, dir_type, stem: the direction file, the tensors moved (``weights`` or
+            ``states``), and the stem of derived file names (see :mod:`landscape.files`).
+        attrs: provenance stored in the files (e.g. :func:`landscape.files.provenance`).
+        on_rows: ``on_rows(indices, rows)`` after every stored chunk.
+        comm: an mpi4py communicator whose ranks share the points (call on every rank with the
+            same arguments). Rank 0 alone touches files and returns the whole surface; other
+            ranks return the points they computed. Errors in the common steps are raised on
+            every rank as :class:`landscape.sharding.SharedError`.
+        evaluation: options of :class:`landscape.evaluate.Evaluator` (``batch_size``,
+            ``device``, ``precision``, ``points_per_pass``, ``output``, the rewrite switches).
+
+    Returns:
+        a :class:`SurfaceResult`: ``values[key]`` shaped ``(nx,)``, ``(ny, nx)`` or
+        ``(nz, ny, nx)`` with ``Z[i, j]`` at ``(x[j], y[i])``.
+
+    Raises:
+        ValueError / TypeError: bad arguments, all checked before any file is created.
+
+    A linear model under MSE has a quadratic surface, ``L(a) = mean((w + a d) x - y)^2``:
+
+    >>> import torch
+    >>> from landscape.directions import Directions
+    >>> model = torch.nn.Linear(1, 1, bias=False)
+    >>> _ = model.weight.data.fill_(1.0)
+    >>> x, y = torch.ones(4, 1), torch.ones(4, 1)          # loss 0 at the model, (a d)^2 around it
+    >>> line = Directions([[torch.tensor([[2.0]])]])
+    >>> result = compute_surface(model, (x, y), directions=line, x="-1:1:3", loss="mse", progress=False)
+    >>> result["train_loss"].tolist()                      # (2a)^2 at a = -1, 0, 1
+    [4.0, 0.0, 4.0]
     """
     grid = make_grid(x, y, z)
+    splits = _check_options(data, splits, loss, evaluation)
+    if not isinstance(directions, Directions):
+        recipes = list(directions)
+        if len(recipes) != grid.ndim:
+            raise ValueError(f"a {grid.ndim}D grid needs {grid.ndim} axis recipes, got {len(recipes)}")
+        directions, dir_file = on_root(comm, lambda: open_directions(
+            model, recipes, dir_type=dir_type, dir_file=dir_file, stem=stem, attrs=attrs))
     if grid.ndim != directions.ndim:
         raise ValueError(f"a {grid.ndim}D grid needs {grid.ndim} directions, got {directions.ndim}")
+    if surf_file == "auto":
+        if dir_file is None:
+            raise ValueError("surf_file='auto' derives the name from the direction file; give dir_file")
+        surf_file = surface_file_name(dir_file, grid.axes, loss_name(loss), splits)
     keys = value_keys(splits)
     root = comm is None or comm.Get_rank() == 0
 
     def settings() -> dict:
         return {**surface_attrs(model, data, directions, loss=loss, splits=splits),
-                "precision": precision or "none", **(attrs or {})}
+                "precision": evaluation.get("precision") or "none", **(attrs or {})}
 
+    dir_name = "" if dir_file is None else str(dir_file)
     if surf_file is None:
         pending = np.arange(grid.size)
     else:  # rank 0 checks or creates the file; every rank learns the unfinished points
         pending = on_root(comm, lambda: prepare_surface(surf_file, grid=grid, keys=keys, attrs=settings(),
-                                                        dir_file=str(dir_file)))
+                                                        dir_file=dir_name))
     if surf_file is not None and root:
         result = read_surface(surf_file)
     else:
-        result = SurfaceResult.empty(grid, keys, attrs=settings() if root else {}, dir_file=str(dir_file))
+        result = SurfaceResult.empty(grid, keys, attrs=settings() if root else {}, dir_file=dir_name)
     if len(pending) == 0:
         return result
-    evaluator = on_all(comm, lambda: Evaluator(
-        model, data, directions, splits=splits, loss=loss, batch_size=batch_size, device=device,
-        precision=precision, points_per_pass=points_per_pass, **rewrites))
+    evaluator = on_all(comm, lambda: Evaluator(model, data, directions, splits=splits, loss=loss, **evaluation))
     writer = SurfaceWriter(surf_file, keys) if surf_file is not None and root else None
 
     def write(indices, rows):

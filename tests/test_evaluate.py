@@ -182,10 +182,14 @@ def test_bf16_autocast_is_close():
 def test_bad_inputs():
     net, data = conv_bn_net(), tiny_data()
     d = random_directions(net, ndim=2, seed=9)
-    with pytest.raises(ValueError, match="no split 'val'"):
+    with pytest.raises(ValueError, match="no 'val' split"):
         Evaluator(net, data, d, splits=("val",), device="cpu")
-    with pytest.raises(ValueError, match="loss must be one of"):
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         Evaluator(net, data, d, loss="hinge", device="cpu")
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        Evaluator(net, data, d, batch_size=0, device="cpu")
+    with pytest.raises(TypeError, match="unsupported data of type int"):
+        Evaluator(net, 3, d, device="cpu")
     with pytest.raises(ValueError, match="integer class targets"):
         Evaluator(net, {"train": (data["train"][0], data["train"][1].float())}, d, splits=("train",), device="cpu")
     with pytest.raises(ValueError, match="2 columns"):
