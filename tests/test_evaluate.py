@@ -194,3 +194,30 @@ def test_bad_inputs():
         Evaluator(net, {"train": (data["train"][0], data["train"][1].float())}, d, splits=("train",), device="cpu")
     with pytest.raises(ValueError, match="2 columns"):
         Evaluator(net, data, d, device="cpu")(np.zeros((1, 3)))
+
+
+def test_values_do_not_depend_on_the_batch_size(tmp_path):
+    """Surfaces with batch sizes 7, 64 and auto agree (1e-6 rel., accuracies exactly); the
+    chosen size is recorded in the file but is no setting: resuming with another one works."""
+    from landscape.store import read_surface
+    from landscape.surface import compute_surface
+
+    net, data = conv_bn_net(), tiny_data(n_train=300, n_test=90)
+    d = random_directions(net, ndim=2, seed=10)
+    grid = dict(x="-1:1:3", y="-1:1:2")
+    runs = {b: compute_surface(net, data, directions=d, batch_size=b, device="cpu", progress=False,
+                               surf_file=tmp_path / f"b{b}.h5", **grid) for b in (7, 64, None)}
+    for b in (7, None):
+        for key in ("train_loss", "test_loss"):
+            np.testing.assert_allclose(runs[b][key], runs[64][key], rtol=1e-6)
+        for key in ("train_acc", "test_acc"):
+            np.testing.assert_array_equal(runs[b][key], runs[64][key])
+    auto = Evaluator(net, data, d, device="cpu")
+    assert auto.batch_size in (64, 128, 256, 300)
+    assert auto.batch_size_note.startswith(f"auto: {auto.batch_size} of 64,128")  # timed within ~n examples
+    assert read_surface(tmp_path / "b7.h5").attrs["batch_size"] == 7
+    assert runs[None].attrs["batch_size"] in (64, 128, 256, 300)
+    # resume the batch-7 file with batch 64: not refused; the recorded size is the new one
+    again = compute_surface(net, data, directions=d, batch_size=64, device="cpu", progress=False,
+                            surf_file=tmp_path / "b7.h5", **grid)
+    np.testing.assert_array_equal(again["train_loss"], runs[7]["train_loss"])
