@@ -4,14 +4,30 @@ Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``, and ``MPI = True`` when it shares its work among MPI ranks; this file only
 dispatches, so the commands stay thin layers over the Python functions users call directly.
 The other commands refuse to start under an MPI launcher (N copies would write the same files).
+
+Ordinary events never show a traceback: bad input (ValueError, FileNotFoundError, TypeError)
+and failed file access (PermissionError and other OSError) print one line on stderr and exit 2;
+a diverged computation (FloatingPointError) prints one line and exits 1; Ctrl-C prints one line
+saying how to continue and exits 130; a closed output pipe (``landscape ... | head -1``) exits
+quietly with 141, the status of a process ended by SIGPIPE.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = ("train", "surface", "plot", "interpolate", "trajectory", "diagnose", "figures", "demo")
+# What a rerun does after Ctrl-C (files are written atomically, so nothing is left half written).
+ON_INTERRUPT = {
+    "train": "rerun the same command to resume after the last finished epoch",
+    "surface": "rerun the same command to compute only the missing points",
+    "interpolate": "rerun the same command to compute only the missing points",
+    "trajectory": "rerun the same command to compute only the missing points",
+    "demo": "rerun it to continue (finished runs and surfaces are reused)",
+}
+EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_CLOSED_PIPE = 2, 1, 130, 141
 
 
 def _available():
@@ -35,19 +51,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(err: BaseException) -> str:
+    """An exception as one line: ``FILE: reason`` for a system error that names a file, else
+    the first line of its message (its type when it has none)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror.lower()}"
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def main(argv=None) -> int:
+    """Run ``landscape COMMAND ...`` (``argv`` defaults to ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0, or as in the module docstring.
+    """
     from landscape.sharding import launched
 
     args = build_parser().parse_args(argv)
+    prefix = f"landscape {args.command}"
     try:
         if launched() and not args._mpi:
             raise ValueError("this command runs in one process; start it without mpiexec/srun "
                              "(only `landscape surface` is sharded over MPI ranks)")
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        # Bad input: one line naming the problem, no traceback.
-        print(f"landscape {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        then = ON_INTERRUPT.get(args.command, "nothing was left half written")
+        print(f"{prefix}: interrupted; {then}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly; stdout goes nowhere from now on, so the
+        # interpreter's final flush cannot complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_CLOSED_PIPE
+    except FloatingPointError as err:
+        print(f"{prefix}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, TypeError, OSError) as err:  # OSError covers FileNotFound, Permission
+        print(f"{prefix}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

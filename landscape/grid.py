@@ -8,9 +8,15 @@ coordinate). Descending axes are refused, so every stored axis increases.
 Points are numbered in meshgrid-'xy' order, the order of ``np.meshgrid(x, y).ravel()``: the flat
 index ``k`` of a 2D grid is ``(x[k % nx], y[k // nx])``, and value arrays have shape
 ``(nx,)``, ``(ny, nx)`` or ``(nz, ny, nx)`` so that ``Z[i, j]`` lies at ``(x[j], y[i])``.
+
+:func:`make_grid` checks a grid's size against the memory available before it allocates
+anything: a surface holds its values in memory (:data:`BYTES_PER_VALUE` per value and point, plus
+:data:`BYTES_PER_POINT` for the done mark and the point index), so a mistyped ``num`` is a
+one-line error with the estimated size instead of a huge allocation.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
@@ -20,34 +26,98 @@ import numpy as np
 AxisSpec = Union[str, Sequence[float], np.ndarray]
 
 _INT = re.compile(r"^[+]?\d+$")
+BYTES_PER_VALUE = 8   # one float64 value (a loss or an accuracy) of one point
+BYTES_PER_POINT = 9   # the done mark (1) and the point's flat index (8)
+
+
+def _parse_spec(spec: str, name: str) -> Tuple[float, float, int]:
+    """``"start:stop:num"`` -> ``(start, stop, num)``, checked; nothing is allocated."""
+    where = f"{name} axis {spec!r}"
+    parts = [p.strip() for p in spec.split(":")]
+    if len(parts) != 3:
+        raise ValueError(f"{where}: expected start:stop:num, e.g. -1:1:51")
+    try:
+        start, stop = float(parts[0]), float(parts[1])
+    except ValueError:
+        raise ValueError(f"{where}: start and stop must be numbers") from None
+    if not _INT.match(parts[2]):
+        raise ValueError(f"{where}: num must be a positive integer, got {parts[2]!r}")
+    num = int(parts[2])
+    if not (np.isfinite(start) and np.isfinite(stop)):
+        raise ValueError(f"{where}: start and stop must be finite")
+    if num < 1:
+        raise ValueError(f"{where}: num must be at least 1")
+    if num == 1 and stop != start:
+        raise ValueError(f"{where}: one point (num=1) needs stop == start")
+    if num > 1 and stop <= start:
+        raise ValueError(f"{where}: stop must be greater than start")
+    return start, stop, num
 
 
 def parse_axis(spec: AxisSpec, name: str = "x") -> np.ndarray:
-    """``"start:stop:num"`` (or an increasing sequence of numbers) -> float64 array (num,)."""
+    """An axis spec as coordinates.
+
+    Args:
+        spec: ``"start:stop:num"`` (``num`` values from ``start`` to ``stop`` inclusive), or an
+            increasing sequence of finite numbers.
+        name: the axis's name in error messages (``x``, ``y`` or ``z``).
+
+    Returns:
+        float64 array (num,), increasing.
+    """
     if not isinstance(spec, str):
         values = np.asarray(spec, dtype=np.float64).ravel()
         if values.size == 0 or not np.all(np.isfinite(values)) or np.any(np.diff(values) <= 0):
             raise ValueError(f"{name} coordinates must be finite, non-empty and increasing")
         return values
-    parts = [p.strip() for p in spec.split(":")]
-    if len(parts) != 3:
-        raise ValueError(f"--{name} {spec!r}: expected start:stop:num, e.g. -1:1:51")
+    return np.linspace(*_parse_spec(spec, name))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``, else the free
+    physical pages, else the physical memory)."""
     try:
-        start, stop = float(parts[0]), float(parts[1])
-    except ValueError:
-        raise ValueError(f"--{name} {spec!r}: start and stop must be numbers") from None
-    if not _INT.match(parts[2]):
-        raise ValueError(f"--{name} {spec!r}: num must be a positive integer, got {parts[2]!r}")
-    num = int(parts[2])
-    if not (np.isfinite(start) and np.isfinite(stop)):
-        raise ValueError(f"--{name} {spec!r}: start and stop must be finite")
-    if num < 1:
-        raise ValueError(f"--{name} {spec!r}: num must be at least 1")
-    if num == 1 and stop != start:
-        raise ValueError(f"--{name} {spec!r}: one point (num=1) needs stop == start")
-    if num > 1 and stop <= start:
-        raise ValueError(f"--{name} {spec!r}: stop must be greater than start")
-    return np.linspace(start, stop, num)
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    pages = os.sysconf("SC_AVPHYS_PAGES") if "SC_AVPHYS_PAGES" in os.sysconf_names else os.sysconf("SC_PHYS_PAGES")
+    return int(pages) * int(os.sysconf("SC_PAGE_SIZE"))
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return ""
+
+
+def check_size(nums: Sequence[int], values_per_point: int = 4, available: Optional[int] = None) -> int:
+    """Refuse a grid whose surface would not fit in memory.
+
+    Args:
+        nums: the number of coordinates along each axis.
+        values_per_point: values stored per point (train/test loss and accuracy: 4).
+        available: bytes available (default: :func:`available_memory`).
+
+    Returns:
+        The estimated bytes: ``points * (values_per_point * BYTES_PER_VALUE + BYTES_PER_POINT)``
+        plus the coordinates.
+
+    Raises:
+        ValueError: the estimate exceeds ``available``; the message gives both sizes.
+    """
+    points = int(np.prod([int(n) for n in nums], dtype=object))
+    need = points * (values_per_point * BYTES_PER_VALUE + BYTES_PER_POINT) + 8 * sum(int(n) for n in nums)
+    available = available_memory() if available is None else available
+    if need > available:
+        shape = " x ".join(str(int(n)) for n in nums) + " = " if len(nums) > 1 else ""
+        raise ValueError(f"a grid of {shape}{points:,} points needs about {_size(need)} of memory "
+                         f"for its values, more than the {_size(available)} available; use fewer points")
+    return need
 
 
 @dataclass(frozen=True)
@@ -75,9 +145,21 @@ class Grid:
         return np.stack([axis[i] for axis, i in zip(self.axes, reversed(multi))], axis=1)
 
 
-def make_grid(x: AxisSpec, y: Optional[AxisSpec] = None, z: Optional[AxisSpec] = None) -> Grid:
-    """A 1D (x), 2D (x, y) or 3D volume (x, y, z) grid from axis specs or coordinate arrays."""
+def make_grid(x: AxisSpec, y: Optional[AxisSpec] = None, z: Optional[AxisSpec] = None, *,
+              values_per_point: int = 4) -> Grid:
+    """A 1D (x), 2D (x, y) or 3D volume (x, y, z) grid, checked against memory first.
+
+    Args:
+        x, y, z: axis specs ``"start:stop:num"`` or coordinate arrays; ``z`` needs ``y``.
+        values_per_point: values a surface stores per point, for the memory check
+            (:func:`check_size`).
+
+    Returns:
+        The :class:`Grid`.
+    """
     if z is not None and y is None:
         raise ValueError("a z axis needs a y axis")
-    specs = [("x", x), ("y", y), ("z", z)]
-    return Grid(tuple(parse_axis(s, n) for n, s in specs if s is not None))
+    specs = [(n, s) for n, s in (("x", x), ("y", y), ("z", z)) if s is not None]
+    check_size([_parse_spec(s, n)[2] if isinstance(s, str) else np.size(s) for n, s in specs],
+               values_per_point)
+    return Grid(tuple(parse_axis(s, n) for n, s in specs))

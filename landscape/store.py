@@ -17,10 +17,21 @@ De facto files (no ``version``) mark unfinished values with -1 and store 2D valu
 requested value is negative), by flat index, so their layout is kept.
 
 Projection file: ``proj_xcoord``, ``proj_ycoord`` (the de facto names), ``labels``.
-Every malformed input raises a one-line ``ValueError`` naming the file and the problem.
+Every malformed input raises a one-line ``ValueError`` naming the file and the problem; a file
+open in another process (HDF5 file locking) and a file or folder without permission get their
+own one-line messages (ValueError, PermissionError), so a healthy file is never called unreadable.
+
+Crash safety: a new file is made under a temporary name and renamed into place when complete
+(:func:`regularizers.files.atomic_path`), so a kill during creation leaves no file (or the old
+one) and a rerun starts afresh; leftover temporaries of killed processes are removed. Value
+arrays are contiguous datasets allocated when the file is made, so writing rows later only
+overwrites bytes in place: :class:`SurfaceWriter` writes a chunk's values, flushes, then marks
+the points ``done`` and flushes again, and a kill at any instant leaves either the previous
+state or the new one (values without their ``done`` mark are computed again).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -30,6 +41,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import h5py
 import numpy as np
 import torch
+
+from regularizers.files import atomic_path, kill_point, remove_stale_temps
 
 from .directions import AXES, Directions, check_fits
 from .grid import Grid
@@ -86,15 +99,40 @@ def mismatch(stored: dict, wanted: dict) -> Optional[str]:
     return None
 
 
-def _open(path, mode: str = "r") -> h5py.File:
+def _open(path, mode: str = "r", name=None) -> h5py.File:
+    """``h5py.File(path, mode)``; errors are one line naming ``name`` (default ``path``):
+    FileNotFoundError, PermissionError, ValueError for a file locked by another process,
+    ValueError for a file that is not HDF5."""
+    name = path if name is None else name
     try:
         return h5py.File(path, mode)
     except FileNotFoundError:
         missing = "no such file" if mode == "r" else "cannot create the file (no such folder)"
-        raise FileNotFoundError(f"{path}: {missing}") from None
+        raise FileNotFoundError(f"{name}: {missing}") from None
+    except PermissionError:
+        action = "read" if mode == "r" else "write"
+        raise PermissionError(f"{name}: permission denied (cannot {action} the file)") from None
     except OSError as err:
+        if isinstance(err, BlockingIOError) or "unable to lock file" in str(err):
+            raise ValueError(
+                f"{name}: locked by another process that has it open (HDF5 file locking); wait for "
+                "it to finish (HDF5_USE_FILE_LOCKING=FALSE lifts the lock: only if you know that "
+                "no other process writes the file)") from None
         reason = str(err).split("(")[0].strip().rstrip(",") or "unreadable"
-        raise ValueError(f"{path}: not a readable HDF5 file ({reason})") from None
+        raise ValueError(f"{name}: not a readable HDF5 file ({reason})") from None
+
+
+@contextlib.contextmanager
+def _creating(path):
+    """A new HDF5 file (open for writing) made under a temporary name in the same folder and
+    renamed to ``path`` when the block completes; on an error or a kill, ``path`` is untouched.
+    Temporaries left by killed processes are removed first."""
+    path = Path(path)
+    remove_stale_temps(path.parent, path.name)
+    with atomic_path(path) as tmp:
+        with _open(tmp, "w", name=path) as f:
+            yield f
+        kill_point("h5:written")
 
 
 def _attrs(f: h5py.File) -> dict:
@@ -116,11 +154,12 @@ def _string(item) -> str:
 def save_directions(path, directions: Directions, attrs: Optional[dict] = None) -> Path:
     """Write ``directions`` (and provenance ``attrs``) to a new direction file."""
     path = Path(path)
-    with _open(path, "w") as f:
+    with _creating(path) as f:
         for axis, direction in zip(AXES, directions.axes):
             group = f.create_group(f"{axis}direction")
             for i, t in enumerate(direction):
                 group.create_dataset(str(i), data=t.detach().cpu().numpy())
+            kill_point("h5:partial")
         for key in PCA_KEYS:
             if key in directions.meta:
                 f[key + "_"] = np.asarray(directions.meta[key], dtype=np.float64)
@@ -204,6 +243,17 @@ class SurfaceResult:
         values = {k: np.full(grid.shape, np.nan) for k in keys}
         return SurfaceResult(grid.axes, values, np.zeros(grid.shape, dtype=bool), **kwargs)
 
+    def missing_count(self) -> int:
+        """The number of points not computed yet."""
+        return int(self.done.size - np.count_nonzero(self.done))
+
+    def nan_count(self) -> int:
+        """The number of computed points at which some value is NaN (the loss diverged there)."""
+        nan = np.zeros(self.shape, dtype=bool)
+        for values in self.values.values():
+            nan |= np.isnan(values)
+        return int(np.count_nonzero(nan & self.done))
+
     def put(self, indices, rows: np.ndarray, keys: Sequence[str]) -> None:
         """Store rows (k, len(keys)) at flat point indices (k,)."""
         for j, key in enumerate(keys):
@@ -232,10 +282,11 @@ def prepare_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_f
     indices of the points still to compute. ``attrs`` (provenance) must equal those stored."""
     path = Path(path)
     if not path.exists():
-        with _open(path, "w") as f:
+        with _creating(path) as f:
             f["dir_file"] = str(dir_file)
             for key, axis in zip(COORDINATES, grid.axes):
                 f[key] = axis
+            kill_point("h5:partial")
             for key in keys:
                 f.create_dataset(key, data=np.full(grid.shape, np.nan))
             f.create_dataset("done", data=np.zeros(grid.shape, dtype=np.uint8))
@@ -273,13 +324,29 @@ def _prepare_de_facto(f: h5py.File, grid: Grid, keys: Sequence[str]) -> np.ndarr
     for key in keys:
         if key not in f:
             f.create_dataset(key, data=-np.ones(shape))
-        unfinished |= f[key][()].reshape(-1) < 0
+        unfinished |= ~_de_facto_done(f[key][()].reshape(-1))
     return np.flatnonzero(unfinished)
 
 
+def _de_facto_done(values: np.ndarray) -> np.ndarray:
+    """Finished entries of a de facto file: not the -1 (any negative) mark, and not NaN (such
+    files have no ``done`` mask, so a NaN cannot be told from a value never written)."""
+    return ~((values < 0) | np.isnan(values))
+
+
+def _write_points(dataset: h5py.Dataset, flat: np.ndarray, values: np.ndarray) -> None:
+    """``dataset[unravel(flat[i])] = values[i]`` for all i in one HDF5 write (a point selection)."""
+    coords = np.stack(np.unravel_index(flat, dataset.shape), axis=1).astype(np.uint64)
+    file_space = dataset.id.get_space()
+    file_space.select_elements(coords)
+    memory_space = h5py.h5s.create_simple((len(flat),))
+    dataset.id.write(memory_space, file_space, np.ascontiguousarray(values, dtype=dataset.dtype))
+
+
 class SurfaceWriter:
-    """``writer(indices, rows)`` stores rows (k, len(keys)) at flat point indices of an open
-    surface file (prepared by :func:`prepare_surface`), marks them done and flushes."""
+    """``writer(indices, rows)`` stores rows (k, len(keys)) at flat point indices (k,) of an
+    open surface file (prepared by :func:`prepare_surface`): each key's values in one write,
+    a flush, then the ``done`` marks and a second flush (see the module docstring)."""
 
     def __init__(self, path, keys: Sequence[str]):
         self.keys = list(keys)
@@ -287,13 +354,18 @@ class SurfaceWriter:
         self._done = self._file["done"] if "done" in self._file else None
 
     def __call__(self, indices, rows: np.ndarray) -> None:
-        for index, row in zip(np.asarray(indices).reshape(-1), np.asarray(rows)):
-            for key, value in zip(self.keys, row):
-                dataset = self._file[key]
-                dataset[np.unravel_index(index, dataset.shape)] = value
-            if self._done is not None:
-                self._done[np.unravel_index(index, self._done.shape)] = 1
+        flat = np.asarray(indices, dtype=np.int64).reshape(-1)
+        rows = np.asarray(rows, dtype=np.float64).reshape(len(flat), len(self.keys))
+        if len(flat) == 0:
+            return
+        for j, key in enumerate(self.keys):
+            _write_points(self._file[key], flat, rows[:, j])
         self._file.flush()
+        kill_point("surface:values")
+        if self._done is not None:
+            _write_points(self._done, flat, np.ones(len(flat), dtype=np.uint8))
+            self._file.flush()
+        kill_point("surface:done")
 
     def close(self) -> None:
         self._file.close()
@@ -319,10 +391,10 @@ def read_surface(path) -> SurfaceResult:
             done = f["done"][()].reshape(grid.shape).astype(bool)
             for v in values.values():
                 v[~done] = np.nan
-        else:  # de facto: -1 marks each unfinished value
+        else:  # de facto: -1 marks each unfinished value; NaN cannot count as finished
             done = np.ones(grid.shape, dtype=bool)
             for v in values.values():
-                done &= ~(v < 0)
+                done &= _de_facto_done(v)
                 v[v < 0] = np.nan
         dir_file = _string(f["dir_file"]) if "dir_file" in f else ""
     return SurfaceResult(coords, values, done, attrs, os.fspath(path), dir_file)
@@ -333,7 +405,7 @@ def save_projection(path, coords: np.ndarray, *, labels: Sequence[str] = (), att
     """Write a projected optimizer path (T, ndim) as ``proj_xcoord``, ``proj_ycoord``, ..."""
     path = Path(path)
     coords = np.asarray(coords, dtype=np.float64)
-    with _open(path, "w") as f:
+    with _creating(path) as f:
         for axis, column in zip(AXES, coords.T):
             f[f"proj_{axis}coord"] = column
         f["labels"] = np.array([str(s) for s in labels], dtype=h5py.string_dtype())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 
 from .angular import MHE, MMA, SRIP, Cosine, Orthogonal
 from .classic import L1, CutMix, Cutout, LabelSmoothing, Mixup, RandAugment
@@ -83,7 +84,18 @@ def _options(text: str, spec: str) -> dict:
 
 
 def make_regularizer(spec: str):
-    """Build the regularizer of ``spec`` (``NAME[:COEF[:KEY=VALUE,...]]``); bad input: ValueError."""
+    """Build the regularizer of ``spec``.
+
+    Args:
+        spec: ``NAME[:COEF[:KEY=VALUE,...]]`` (see the module docstring); ``COEF`` must be a
+            finite number >= 0.
+
+    Returns:
+        The regularizer, with ``name`` set.
+
+    Raises:
+        ValueError: an unknown name, a bad coefficient or options the method does not take.
+    """
     name, _, rest = spec.strip().partition(":")
     coef_text, _, option_text = rest.partition(":")
     if name not in REGISTRY:
@@ -93,6 +105,9 @@ def make_regularizer(spec: str):
         coefficient = float(coef_text) if coef_text.strip() else None
     except ValueError:
         raise ValueError(f"regularizer {spec!r}: coefficient {coef_text!r} is not a number") from None
+    if coefficient is not None and not (math.isfinite(coefficient) and coefficient >= 0):
+        raise ValueError(f"regularizer {spec!r}: the coefficient must be a finite number >= 0, "
+                         f"got {coef_text.strip()}")
     options = {**fixed, **_options(option_text, spec)}
     try:
         reg = cls(coefficient, **options)

@@ -32,6 +32,9 @@ def test_names_and_defaults():
 @pytest.mark.parametrize("spec, message", [
     ("nope", "choose one of mma, cosine"),
     ("mma:abc", "not a number"),
+    ("mma:-1", "finite number >= 0, got -1"),
+    ("norm:nan", "finite number >= 0, got nan"),
+    ("l1:inf", "finite number >= 0, got inf"),
     ("mma:1:zz=1", "accepts"),
     ("mma:1:s", "KEY=VALUE"),
     ("linr:1:distance=l1", "distance"),
@@ -98,7 +101,7 @@ def test_weight_norm_trains_reparametrized_and_saves_plain_weights(tmp_path):
     code = main(["train", "--model", "cnn", "--data", "digits", "--epochs", "1", "--reg", "weight_norm",
                  "--out", str(out), "--device", "cpu", "--quiet"])
     assert code == 0
-    checkpoint = torch.load(out / "checkpoints" / "epoch_001.pt", weights_only=False)
+    checkpoint = torch.load(out / "checkpoints" / "epoch_001.pt", weights_only=True)
     assert any("parametrizations" in key for key in checkpoint["model"])
     plain = load_model("cnn", num_classes=10, in_channels=1, checkpoint=out / "model.pt")
     assert not any("parametrizations" in key for key in plain.state_dict())
