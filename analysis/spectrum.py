@@ -36,7 +36,7 @@ from scipy.linalg import eigh_tridiagonal
 from torch import nn
 
 from analysis.curvature import Params, _evaluating, _Objective
-from regularizers.evaluation import Tensors, resolve_loss, split_source, summed_loss
+from regularizers.evaluation import split_source
 
 PROBES = ("rademacher", "gaussian")
 
@@ -98,24 +98,12 @@ class HessianDiagonal:
 
 
 def curvature_objective(model: nn.Module, data, *, split: str = "train", loss="crossentropy",
-                        batch_size: Optional[int] = None, params: Params = "all") -> _Objective:
-    """The mean loss over one split of ``data`` as a function of the chosen parameters, whose
-    ``.hvp(v)`` (flat (num_params,)) is every Hessian-vector product of this module.
-
-    Call inside :func:`analysis.curvature._evaluating` (eval mode, gradients on).
+                        output=None, batch_size: Optional[int] = None, params: Params = "all") -> _Objective:
+    """The mean loss over one split of ``data`` as a function of the chosen parameters: the
+    objective of :mod:`analysis.curvature`, whose ``.hvp(v)`` (flat (num_params,)) is every
+    Hessian-vector product of this module. Call inside :func:`analysis.curvature._evaluating`.
     """
-    source = split_source(data, split)
-    if isinstance(source, Tensors):
-        x, y = source.x, source.y
-    else:  # a stream of (inputs, targets) tensor batches, joined once
-        batches = list(source.batches())
-        x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
-    fn = resolve_loss(loss)
-
-    def criterion(outputs, targets):
-        return summed_loss(fn, outputs, targets, len(targets)) / len(targets)
-
-    return _Objective(model, x, y, criterion, batch_size, params)
+    return _Objective(model, {"train": split_source(data, split)}, loss, batch_size, params, output)
 
 
 def _probe(gen: torch.Generator, dim: int, kind: str) -> torch.Tensor:
@@ -162,7 +150,7 @@ def _check_count(name: str, value: int, least: int) -> int:
 def spectral_density(model: nn.Module, data, *, num_probes: int = 5, lanczos_steps: int = 80,
                      sigma: Optional[float] = None, grid: Union[int, np.ndarray] = 1000,
                      probe: str = "rademacher", split: str = "train", loss="crossentropy",
-                     batch_size: Optional[int] = None, params: Params = "all",
+                     output=None, batch_size: Optional[int] = None, params: Params = "all",
                      seed: int = 0) -> SpectralDensity:
     """The Hessian's eigenvalue density by stochastic Lanczos quadrature (module docstring).
 
@@ -177,7 +165,8 @@ def spectral_density(model: nn.Module, data, *, num_probes: int = 5, lanczos_ste
         grid: number of evenly spaced eigenvalues over ``[min node - 5 sigma, max node + 5 sigma]``,
             or an explicit (G,) array.
         probe: ``"rademacher"`` (default) or ``"gaussian"`` entries, normalized to unit length.
-        loss, batch_size, params: as in :mod:`analysis.curvature` (default every parameter).
+        loss, output, batch_size, params: as in :mod:`analysis.curvature` (default every
+            parameter).
         seed: seed of the probes.
 
     Returns:
@@ -201,7 +190,8 @@ def spectral_density(model: nn.Module, data, *, num_probes: int = 5, lanczos_ste
     gen = torch.Generator().manual_seed(int(seed))
     nodes, weights, owner = [], [], []
     with _evaluating(model):
-        obj = curvature_objective(model, data, split=split, loss=loss, batch_size=batch_size, params=params)
+        obj = curvature_objective(model, data, split=split, loss=loss, output=output, batch_size=batch_size,
+                                  params=params)
         steps = min(lanczos_steps, obj.dim)
         for p in range(num_probes):
             alphas, betas = _lanczos(obj, _probe(gen, obj.dim, probe), steps)
@@ -242,7 +232,8 @@ def plot_spectral_density(result: SpectralDensity, *, title: Optional[str] = Non
 
 
 def hessian_diagonal(model: nn.Module, data, *, num_probes: int = 100, split: str = "train",
-                     loss="crossentropy", batch_size: Optional[int] = None, params: Params = "all",
+                     loss="crossentropy", output=None, batch_size: Optional[int] = None,
+                     params: Params = "all",
                      seed: int = 0) -> HessianDiagonal:
     """Hutchinson's estimate of the Hessian diagonal, ``mean_p z_p * (H z_p)``, z Rademacher.
 
@@ -253,7 +244,8 @@ def hessian_diagonal(model: nn.Module, data, *, num_probes: int = 100, split: st
         model: any ``nn.Module``; left unchanged.
         data: any accepted data form; ``split`` picks the split.
         num_probes: Hessian-vector products (at least 2, for the standard error).
-        loss, batch_size, params: as in :mod:`analysis.curvature` (default every parameter).
+        loss, output, batch_size, params: as in :mod:`analysis.curvature` (default every
+            parameter).
         seed: seed of the probes.
 
     Returns:
@@ -262,7 +254,8 @@ def hessian_diagonal(model: nn.Module, data, *, num_probes: int = 100, split: st
     num_probes = _check_count("num_probes", num_probes, 2)
     gen = torch.Generator().manual_seed(int(seed))
     with _evaluating(model):
-        obj = curvature_objective(model, data, split=split, loss=loss, batch_size=batch_size, params=params)
+        obj = curvature_objective(model, data, split=split, loss=loss, output=output, batch_size=batch_size,
+                                  params=params)
         mean = torch.zeros(obj.dim, dtype=torch.float64)
         spread = torch.zeros(obj.dim, dtype=torch.float64)  # Welford's sum of squared deviations
         for count in range(1, num_probes + 1):
