@@ -1,11 +1,18 @@
 """Data sets as in-memory tensors, their memorization corruptions, and CIFAR augmentation.
 
 ``load_data(spec)`` reads the embedded scikit-learn digits, a ``.npz`` file, or a folder holding
-CIFAR-10/100 python batches or MNIST / Fashion-MNIST IDX files. Every loader scales images to
-float32 in [0, 1] (uint8 / 255, digits / 16) and then standardizes each channel (each feature
-for ``(n, F)`` data) with the mean and standard deviation of the *training* split, so the
-training inputs have zero mean and unit variance per channel and the test split is shifted by
-the same numbers.
+CIFAR-10/100 python batches or MNIST / Fashion-MNIST IDX files. The data are used as stored:
+
+- values become float32; ``uint8`` arrays (CIFAR, MNIST, image ``.npz`` files) are scaled to
+  [0, 1] by 1/255 (torchvision's ``ToTensor`` convention); digits are scaled by 1/16;
+- splits are the file's own (``x_train``/``x_test``, the CIFAR and MNIST test files); an ``.npz``
+  with only ``x, y`` is one split, ``train``, unless ``test_fraction`` asks for a seeded split;
+  digits, which ship without a split, are split 75/25 by ``seed`` (stratified);
+- nothing is normalized unless ``normalize`` asks: ``"standardize"`` (per channel, statistics of
+  the training split) or explicit ``"MEAN,STD"`` numbers.
+
+Every transformation made is listed in :attr:`Dataset.transforms` (and so in the files made
+from the data). Non-finite inputs and labels outside ``[0, num_classes)`` are refused.
 
 The corruptions are those of Zhang et al. 2017, "Understanding deep learning requires
 rethinking generalization": random labels, shuffled pixels, random pixels, Gaussian inputs.
@@ -16,15 +23,21 @@ import dataclasses
 import gzip
 import pickle
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-DEFAULT_TEST_FRACTION = 0.25
+DIGITS_TEST_FRACTION = 0.25
+NORMALIZATIONS = ("none", "standardize", "MEAN,STD")
+
+
+DIGITS_TEST_FRACTION = 0.25
+NORMALIZATIONS = ("none", "standardize", "MEAN,STD")
 
 
 @dataclass
@@ -32,39 +45,61 @@ class Dataset:
     """A classification data set held in memory.
 
     ``x_*`` are float32 ``(n, C, H, W)`` images or ``(n, F)`` features, ``y_*`` int64 ``(n,)``
-    class indices in ``[0, num_classes)``.
+    class indices in ``[0, num_classes)``. ``x_test``/``y_test`` are None for data with one
+    split. ``transforms`` lists, in order, what was done to the stored values.
     """
 
     name: str
     x_train: torch.Tensor
     y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
+    x_test: Optional[torch.Tensor]
+    y_test: Optional[torch.Tensor]
     num_classes: int
+    transforms: Tuple[str, ...] = ()
 
     @property
     def in_channels(self) -> int:
         """Channels of an image (``x_train.shape[1]``; the feature count for ``(n, F)`` data)."""
         return int(self.x_train.shape[1])
 
+    @property
+    def splits(self) -> Tuple[str, ...]:
+        """``("train", "test")``, or ``("train",)`` for data with one split."""
+        return ("train", "test") if self.x_test is not None else ("train",)
+
 
 # ----------------------------------------------------------------------------------- loading
 
 
-def load_data(spec: str, seed: int = 0, *, test_fraction: float = DEFAULT_TEST_FRACTION,
+def load_data(spec: str, seed: int = 0, *, normalize: str = "none", test_fraction: Optional[float] = None,
               limit: Optional[int] = None) -> Dataset:
     """Load ``spec``: ``"digits"``, a ``.npz`` path, or a CIFAR-10/100 or MNIST-style folder.
 
-    ``seed`` fixes the train/test split of data sets without one (digits, ``.npz`` with ``x``,
-    ``y``; ``test_fraction`` of the examples go to test, stratified by class when possible) and
-    the subset drawn by ``limit`` (keep a random ``limit`` training and ``limit`` test examples;
-    statistics for standardization come from the kept training examples).
-    A folder may be the data folder itself or one that contains it (``data/`` holding
-    ``cifar-10-batches-py/``; ``MNIST/`` holding ``raw/``). Bad input raises ``ValueError`` or
-    ``FileNotFoundError`` with a one-line message naming what is missing or wrong.
+    Args:
+        spec: ``"digits"`` (embedded), a ``.npz`` file (``x_train, y_train, x_test, y_test`` or
+            ``x, y``; optional scalar ``num_classes``), or a folder (the data folder itself or one
+            that contains it: ``data/`` holding ``cifar-10-batches-py/``; ``MNIST/`` holding ``raw/``).
+        seed: seed of the digits split, of an explicit ``test_fraction`` split and of ``limit``.
+        normalize: ``"none"`` (default: values as stored), ``"standardize"`` (per channel -- per
+            feature for ``(n, F)`` data -- with the training split's mean and std), or
+            ``"MEAN,STD"``: ``k`` means then ``k`` stds, ``k`` = 1 or the channel count.
+        test_fraction: split an ``x, y`` file (stratified when possible); refused for data that
+            have a test split.
+        limit: keep a seeded random ``limit`` training and ``limit`` test examples (statistics of
+            ``standardize`` come from the kept training examples).
+
+    Returns:
+        a :class:`Dataset`, its ``transforms`` naming every change made to the stored values.
+
+    Raises:
+        ValueError / FileNotFoundError: one line naming what is missing or wrong.
     """
+    if test_fraction is not None and not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    transforms = []
     if spec == "digits":
-        name, x_train, y_train, x_test, y_test, num_classes = _digits(seed, test_fraction)
+        name, x_train, y_train, x_test, y_test, num_classes = _digits(seed)
+        transforms += ["digits/16", f"split 75/25 by seed {seed}"]
     else:
         path = Path(spec).expanduser()
         if not path.exists():
@@ -73,29 +108,77 @@ def load_data(spec: str, seed: int = 0, *, test_fraction: float = DEFAULT_TEST_F
         if path.is_dir():
             name, x_train, y_train, x_test, y_test, num_classes = _read_folder(path)
         elif path.suffix == ".npz":
-            name, x_train, y_train, x_test, y_test, num_classes = _read_npz(path, seed, test_fraction)
+            name, x_train, y_train, x_test, y_test, num_classes = _read_npz(path)
         else:
             raise ValueError(f"{spec}: unsupported file type (expected a .npz file or a folder)")
+        if x_train.dtype == np.uint8:
+            transforms.append("uint8/255")
+        if test_fraction is not None:
+            if x_test is not None:
+                raise ValueError(f"{spec}: has a test split already; test_fraction splits only x, y files")
+            train, test = _split(y_train, test_fraction, seed)
+            x_train, y_train, x_test, y_test = x_train[train], y_train[train], x_train[test], y_train[test]
+            transforms.append(f"split {1 - test_fraction:g}/{test_fraction:g} by seed {seed}")
+    x_train, y_train = _tensors(x_train, y_train)
+    x_test, y_test = _tensors(x_test, y_test) if x_test is not None else (None, None)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be a positive number of examples, got {limit}")
         gen = torch.Generator().manual_seed(seed)
         keep_train = torch.randperm(len(y_train), generator=gen)[:limit]
-        keep_test = torch.randperm(len(y_test), generator=gen)[:limit]
         x_train, y_train = x_train[keep_train], y_train[keep_train]
-        x_test, y_test = x_test[keep_test], y_test[keep_test]
-    x_train, x_test = _standardize(x_train, x_test)
-    return Dataset(name, x_train, y_train, x_test, y_test, num_classes)
+        if x_test is not None:
+            keep_test = torch.randperm(len(y_test), generator=gen)[:limit]
+            x_test, y_test = x_test[keep_test], y_test[keep_test]
+        transforms.append(f"limit {limit} by seed {seed}")
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        _check_values(spec, split, x, y, num_classes)
+    mean, std = normalization(normalize, x_train)
+    if mean is not None:
+        x_train = normalize_channels(x_train, mean, std)
+        x_test = None if x_test is None else normalize_channels(x_test, mean, std)
+        transforms.append(f"normalize mean={_numbers(mean)} std={_numbers(std)}")
+    return Dataset(name, x_train, y_train, x_test, y_test, num_classes, tuple(transforms))
 
 
-def _standardize(x_train: torch.Tensor, x_test: torch.Tensor):
-    """Per-channel (dim 1) standardization with training statistics; constant channels get std 1."""
-    dims = [d for d in range(x_train.dim()) if d != 1]
-    shape = [1, -1] + [1] * (x_train.dim() - 2)
-    mean = x_train.mean(dim=dims).view(shape)
-    std = x_train.std(dim=dims).view(shape)
-    std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    return (x_train - mean) / std, (x_test - mean) / std
+def _numbers(t: torch.Tensor) -> str:
+    return ",".join(f"{v:.6g}" for v in t.tolist())
+
+
+def normalization(spec: str, x_train: torch.Tensor):
+    """``(mean (C,), std (C,))`` that ``spec`` asks for on data like ``x_train``, or
+    ``(None, None)`` for ``"none"``. ``standardize`` gives constant channels std 1."""
+    if spec in (None, "none"):
+        return None, None
+    channels = x_train.shape[1]
+    if spec == "standardize":
+        dims = [d for d in range(x_train.dim()) if d != 1]
+        mean, std = x_train.mean(dim=dims), x_train.std(dim=dims)
+        return mean, torch.where(std > 1e-8, std, torch.ones_like(std))
+    try:
+        values = [float(v) for v in str(spec).split(",")]
+    except ValueError:
+        values = []
+    if len(values) not in (2, 2 * channels) or not all(np.isfinite(values)):
+        raise ValueError(f"normalize {spec!r}: expected none, standardize, or MEAN,STD (k means then "
+                         f"k stds, k = 1 or {channels} channels)")
+    k = len(values) // 2
+    mean, std = torch.tensor(values[:k]), torch.tensor(values[k:])
+    if (std <= 0).any():
+        raise ValueError(f"normalize {spec!r}: every std must be positive")
+    return mean.expand(channels).clone(), std.expand(channels).clone()
+
+
+def _check_values(spec: str, split: str, x, y, num_classes: int) -> None:
+    """Refuse non-finite inputs and labels outside ``[0, num_classes)``, naming the count."""
+    if x is None:
+        return
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(f"{spec}: {bad} non-finite input value(s) (NaN or inf) in the {split} split")
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"{spec}: {split} labels range over [{int(y.min())}, {int(y.max())}], "
+                         f"outside [0, {num_classes})")
 
 
 def _split(labels: np.ndarray, test_fraction: float, seed: int):
@@ -110,30 +193,35 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int):
 
 
 def _tensors(x: np.ndarray, y: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
+    """float32 inputs (``uint8`` scaled by 1/255) and int64 labels."""
+    scale = 1 / 255.0 if x.dtype == np.uint8 else 1.0
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32) * np.float32(scale)), \
+        torch.from_numpy(y.astype(np.int64))
 
 
-def _digits(seed: int, test_fraction: float):
+def _digits(seed: int):
     """scikit-learn's 1797 8x8 digits as ``(n, 1, 8, 8)`` in [0, 1] (pixel values / 16)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     x = digits.images.astype(np.float32).reshape(-1, 1, 8, 8) / 16.0
     y = digits.target
-    train, test = _split(y, test_fraction, seed)
-    return ("digits", *_tensors(x[train], y[train]), *_tensors(x[test], y[test]), 10)
+    train, test = _split(y, DIGITS_TEST_FRACTION, seed)
+    return "digits", x[train], y[train], x[test], y[test], 10
 
 
 def _as_images(x: np.ndarray, path: Path) -> np.ndarray:
-    """float32 in [0, 1] for uint8 input; ``(n, H, W)`` gains a channel, ``(n, H, W, C)`` with
-    C in {1, 3} (and dim 1 not) becomes ``(n, C, H, W)``; ``(n, F)`` features stay as they are."""
+    """``(n, H, W)`` gains a channel, ``(n, H, W, C)`` with C in {1, 3} (and dim 1 not) becomes
+    ``(n, C, H, W)``; ``(n, F)`` features stay as they are. The dtype is kept."""
     if x.ndim < 2 or x.ndim > 4:
         raise ValueError(f"{path}: inputs have shape {x.shape}, expected (n, F), (n, H, W) or (n, C, H, W)")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise ValueError(f"{path}: inputs have dtype {x.dtype}, expected numbers")
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)
-    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return x
 
 
 def _labels(y: np.ndarray, n: int, path: Path, what: str) -> np.ndarray:
@@ -144,26 +232,33 @@ def _labels(y: np.ndarray, n: int, path: Path, what: str) -> np.ndarray:
     return y
 
 
-def _read_npz(path: Path, seed: int, test_fraction: float):
-    """``x_train, y_train, x_test, y_test`` arrays, or ``x, y`` split by ``seed``; an optional
-    scalar ``num_classes`` (else the largest label + 1)."""
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+def _read_npz(path: Path):
+    """``x_train, y_train, x_test, y_test`` arrays, or ``x, y`` (one split: ``train``); an
+    optional scalar ``num_classes`` (else the largest label + 1)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise ValueError(f"{path}: holds pickled objects; save plain numeric arrays with np.savez") from None
+        raise ValueError(f"{path}: not a readable .npz file ({err})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({type(err).__name__})") from None
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         x_train, x_test = _as_images(arrays["x_train"], path), _as_images(arrays["x_test"], path)
         y_train = _labels(arrays["y_train"], len(x_train), path, "y_train")
         y_test = _labels(arrays["y_test"], len(x_test), path, "y_test")
+        if x_train.shape[1:] != x_test.shape[1:]:
+            raise ValueError(f"{path}: train inputs {x_train.shape[1:]} and test inputs {x_test.shape[1:]} differ")
     elif {"x", "y"} <= arrays.keys():
-        x = _as_images(arrays["x"], path)
-        y = _labels(arrays["y"], len(x), path, "y")
-        train, test = _split(y, test_fraction, seed)
-        x_train, y_train, x_test, y_test = x[train], y[train], x[test], y[test]
+        x_train = _as_images(arrays["x"], path)
+        y_train = _labels(arrays["y"], len(x_train), path, "y")
+        x_test = y_test = None
     else:
         raise ValueError(f"{path}: needs arrays x, y or x_train, y_train, x_test, y_test; has {sorted(arrays)}")
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(f"{path}: train inputs {x_train.shape[1:]} and test inputs {x_test.shape[1:]} differ")
-    num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else _num_classes(y_train, y_test)
-    return (path.stem, *_tensors(x_train, y_train), *_tensors(x_test, y_test), num_classes)
+    labels = [y for y in (y_train, y_test) if y is not None]
+    num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else _num_classes(*labels)
+    return path.stem, x_train, y_train, x_test, y_test, num_classes
 
 
 def _num_classes(*labels: np.ndarray) -> int:
@@ -267,7 +362,7 @@ def _read_cifar(folder: Path, train_names, test_name, label_key):
     x_test, y_test = read_cifar_batch(test_path, label_key)
     x_train = np.concatenate([b[0] for b in batches])
     y_train = np.concatenate([b[1] for b in batches])
-    return (*_tensors(_as_images(x_train, folder), y_train), *_tensors(_as_images(x_test, folder), y_test))
+    return _as_images(x_train, folder), y_train, _as_images(x_test, folder), y_test
 
 
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -310,7 +405,7 @@ def _read_mnist(folder: Path):
         _labels(y, len(x), py, "labels")
     x_train, x_test = _as_images(x_train, folder), _as_images(x_test, folder)
     name = "fashion-mnist" if "fashion" in str(folder).lower() else "mnist"
-    return (name, *_tensors(x_train, y_train), *_tensors(x_test, y_test), _num_classes(y_train, y_test))
+    return name, x_train, y_train, x_test, y_test, _num_classes(y_train, y_test)
 
 
 # ------------------------------------------------------------------------------ corruptions
@@ -333,7 +428,15 @@ def random_labels(data: Dataset, p: float = 1.0, seed: int = 0) -> Dataset:
     chosen = torch.randperm(n, generator=gen)[:round(p * n)]
     y = data.y_train.clone()
     y[chosen] = torch.randint(data.num_classes, (len(chosen),), generator=gen)
-    return dataclasses.replace(data, name=f"{data.name}+labels{p:g}", y_train=y)
+    return dataclasses.replace(data, name=f"{data.name}+labels{p:g}", y_train=y,
+                               transforms=(*data.transforms, f"random labels p={p:g} seed {seed}"))
+
+
+def _inputs_replaced(data: Dataset, kind: str, change) -> Dataset:
+    """``data`` with ``change`` applied to the inputs of every split, named and recorded."""
+    test = None if data.x_test is None else change(data.x_test)
+    return dataclasses.replace(data, name=f"{data.name}+{kind}", x_train=change(data.x_train), x_test=test,
+                               transforms=(*data.transforms, kind))
 
 
 def shuffled_pixels(data: Dataset, seed: int = 0) -> Dataset:
@@ -345,8 +448,7 @@ def shuffled_pixels(data: Dataset, seed: int = 0) -> Dataset:
     def shuffle(x):
         return _pixels(x)[:, :, perm].reshape(x.shape)
 
-    return dataclasses.replace(data, name=f"{data.name}+shuffled_pixels",
-                               x_train=shuffle(data.x_train), x_test=shuffle(data.x_test))
+    return _inputs_replaced(data, "shuffled_pixels", shuffle)
 
 
 def random_pixels(data: Dataset, seed: int = 0) -> Dataset:
@@ -358,8 +460,7 @@ def random_pixels(data: Dataset, seed: int = 0) -> Dataset:
         perms = torch.rand(flat.shape[0], flat.shape[2], generator=gen).argsort(dim=1)
         return flat.gather(2, perms[:, None, :].expand_as(flat)).reshape(x.shape)
 
-    return dataclasses.replace(data, name=f"{data.name}+random_pixels",
-                               x_train=scramble(data.x_train), x_test=scramble(data.x_test))
+    return _inputs_replaced(data, "random_pixels", scramble)
 
 
 def gaussian_inputs(data: Dataset, seed: int = 0) -> Dataset:
@@ -373,8 +474,7 @@ def gaussian_inputs(data: Dataset, seed: int = 0) -> Dataset:
     def noise(x):
         return (torch.randn(_pixels(x).shape, generator=gen) * std + mean).reshape(x.shape)
 
-    return dataclasses.replace(data, name=f"{data.name}+gaussian",
-                               x_train=noise(data.x_train), x_test=noise(data.x_test))
+    return _inputs_replaced(data, "gaussian", noise)
 
 
 CORRUPTIONS = ("labels", "shuffled_pixels", "random_pixels", "gaussian")
@@ -412,7 +512,7 @@ def augment_crop_flip(x: torch.Tensor, generator: Optional[torch.Generator] = No
     return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
-def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize_channels(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """``(x - mean) / std`` per channel: dim -3 of ``(..., C, H, W)`` images, dim -1 of features."""
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
     std = torch.as_tensor(std, dtype=x.dtype, device=x.device)

@@ -1,0 +1,136 @@
+"""Direction and surface files as a user keeps them: derived names, reuse, provenance.
+
+A surface is made from *recipes*, one per axis (:class:`AxisRecipe`: a random direction from a
+seed, or the line toward a target model). :func:`open_directions` turns recipes into
+:class:`~landscape.directions.Directions` and keeps them in a direction file: an existing file
+given by name is used as it is (ours or tomgoldstein/loss-landscape's); without a name, one is
+derived from the settings (:func:`direction_file_name`) and reused only when it was made with the
+same settings. :func:`surface_file_name` derives a surface file's name from its direction file,
+grid, loss and splits -- the names ``landscape surface`` has always used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+from torch import nn
+
+from .directions import Directions, Source, origin, random_directions, target_directions
+from .store import file_sha256, load_directions, mismatch, read_attrs, save_directions, tensors_sha256
+
+ALL_SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class AxisRecipe:
+    """How one axis is made.
+
+    Attributes:
+        kind: ``"random"`` (Gaussian, normalized per ``norm`` / ``ignore``, drawn from ``seed``)
+            or ``"target"`` (``target - model``).
+        target: the model or state dict at coordinate 1 (``kind="target"``).
+        target_sha256: what identifies the target in files (a checkpoint's hash).
+    """
+
+    kind: str = "random"
+    norm: str = "filter"
+    ignore: str = "biasbn"
+    seed: int = 0
+    target: Optional[Source] = field(default=None, compare=False, repr=False)
+    target_sha256: str = "none"
+
+    def __post_init__(self):
+        if self.kind not in ("random", "target"):
+            raise ValueError(f"axis kind must be 'random' or 'target', got {self.kind!r}")
+        if self.kind == "target" and self.target is None:
+            raise ValueError("a target axis needs the target model (target=...)")
+
+    def info(self) -> dict:
+        """The per-axis settings stored in direction files."""
+        if self.kind == "target":
+            return {"kind": "target", "sha256": self.target_sha256}
+        return {"kind": "random", "norm": self.norm, "ignore": self.ignore, "seed": self.seed}
+
+
+def build_directions(model: nn.Module, recipes: Sequence[AxisRecipe], dir_type: str = "weights") -> Directions:
+    """Directions following ``recipes``; random axes are drawn together from the first random
+    recipe's seed (so axis 2 of a 2D set differs from axis 1)."""
+    random = [r for r in recipes if r.kind == "random"]
+    drawn = random_directions(model, ndim=len(random), seed=random[0].seed, dir_type=dir_type,
+                              norm=[r.norm for r in random], ignore=[r.ignore for r in random]).axes if random else []
+    axes = []
+    for recipe in recipes:
+        if recipe.kind == "target":
+            axes += target_directions(model, recipe.target, dir_type=dir_type).axes
+        else:
+            axes.append(drawn.pop(0))
+    return Directions(axes, dir_type, [r.info() for r in recipes])
+
+
+def direction_file_name(stem: str, recipes: Sequence[AxisRecipe], dir_type: str) -> str:
+    """``<stem>_<dir_type>_x...`` naming every setting of the recipes (the de facto scheme)."""
+    name = f"{stem}_{dir_type}"
+    for axis, recipe in zip("xyz", recipes):
+        name += (f"_{axis}=target" if recipe.kind == "target"
+                 else f"_{axis}ignore={recipe.ignore}_{axis}norm={recipe.norm}")
+    seeds = [r.seed for r in recipes if r.kind == "random"]
+    if seeds:
+        name += f"_seed={seeds[0]}"
+    return name + ".h5"
+
+
+def surface_file_name(dir_file, axes: Sequence, loss: str, splits: Sequence[str]) -> str:
+    """``<dir_file stem>_[x0,x1,nx]x[y0,y1,ny]...`` plus the loss and splits when not default."""
+    dir_file = str(dir_file)
+    stem = dir_file[:-3] if dir_file.endswith(".h5") else dir_file
+    stem += "_" + "x".join(f"[{a[0]:g},{a[-1]:g},{len(a)}]" for a in axes)
+    if loss != "crossentropy":
+        stem += "_" + loss.replace(":", "_").replace("/", "_")
+    if tuple(splits) != ALL_SPLITS:
+        stem += "_" + "+".join(splits)
+    return stem + ".h5"
+
+
+def provenance(model: nn.Module, *, model_spec: str = "", checkpoint=None, data_name: str = "") -> dict:
+    """Settings that identify the model in direction and surface files: its spec, the hash of
+    its checkpoint file (``"none"`` without one) and of its state, and the data's name."""
+    return {"model": model_spec, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else "none",
+            "data": data_name, "weights_sha256": tensors_sha256(origin(model, "states"))}
+
+
+def open_directions(model: nn.Module, recipes: Sequence[AxisRecipe], *, dir_type: Optional[str] = None,
+                    dir_file=None, stem: str = "model", attrs: Optional[dict] = None) -> Tuple[Directions, str]:
+    """The directions of ``recipes`` and the file that holds them.
+
+    Args:
+        recipes: one per axis of the grid.
+        dir_type: ``"weights"`` or ``"states"``; None: the file's, else weights.
+        dir_file: a direction file to use as it is when it exists (its first ``len(recipes)``
+            axes), or to create; None: :func:`direction_file_name` of ``stem``, reused only
+            when made with the same settings.
+        attrs: provenance stored in a new file and compared with a reused derived one.
+
+    Returns:
+        ``(directions, dir_file)``.
+
+    Raises:
+        ValueError: a file with too few directions, of another dir_type, not fitting the model,
+            or (derived name) made with other settings.
+    """
+    ndim = len(recipes)
+    chosen = dir_type or "weights"
+    path = str(dir_file) if dir_file is not None else direction_file_name(stem, recipes, chosen)
+    if not Path(path).exists():
+        directions = build_directions(model, recipes, chosen)
+        save_directions(path, directions, attrs)
+        return directions, path
+    directions = load_directions(path, model=model, dir_type=dir_type)
+    if directions.ndim < ndim:
+        raise ValueError(f"{path} holds {directions.ndim} direction(s); the grid needs {ndim}")
+    if dir_file is None:
+        wanted = {**Directions(directions.axes[:ndim], chosen, [r.info() for r in recipes]).attrs(), **(attrs or {})}
+        differs = mismatch(read_attrs(path), wanted)
+        if differs:
+            raise ValueError(f"{path} was {differs}; delete it or name another direction file")
+    return Directions(directions.axes[:ndim], directions.dir_type, directions.info[:ndim], directions.meta), path
