@@ -1,14 +1,18 @@
 """Curvature and sharpness of the training loss: Hessian spectrum, trace, convexity, sharpness.
 
-Every function here looks at the *mean* loss over a whole data set ``x`` (n, ...), ``y`` (n,),
-evaluated in batches of ``batch_size`` samples. Each batch's loss is weighted by its size / n,
-so values (loss, gradient, Hessian eigenvalues) do not depend on the batch size. ``criterion``
-maps ``(model(x_batch), y_batch)`` to the batch-mean loss (default: cross entropy).
+Every function here looks at the *mean* loss over a whole data set, ``data`` in any form of
+:func:`regularizers.evaluation.data_splits` (an ``(x, y)`` pair, a Dataset -- its ``train``
+split --, a DataLoader, ...), evaluated in batches: staged tensors in batches of ``batch_size``
+examples (default: all at once), a loader in its own batches. Batch losses are summed and divided
+by the number of examples, so values (loss, gradient, Hessian eigenvalues) do not depend on the
+batching. ``loss`` is a name or a callable ``loss(outputs, targets)`` (per-example losses or the
+batch mean; see :func:`regularizers.evaluation.resolve_loss`), ``output`` picks the predictions
+of a model returning a dict or tuple.
 
-Only the parameters chosen by ``params`` move or are differentiated: ``"weights"`` (default, the
-tensors with dim > 1, as in the loss landscapes), ``"all"``, or an explicit list of parameters.
-Vectors over those parameters are flat, of length ``num_params``, in ``model.parameters()``
-order.
+Only the parameters chosen by ``params`` move or are differentiated: ``"all"`` (default: every
+parameter, as PyHessian and an exact Hessian count them), ``"weights"`` (the tensors with
+dim > 1, as in the loss landscapes), or an explicit list of parameters. Vectors over those
+parameters are flat, of length ``num_params``, in ``model.parameters()`` order.
 
 The model is put in eval mode while these functions run (dropout off, batch norm uses its
 running statistics), so the loss is a deterministic function of the parameters; the training
@@ -19,15 +23,16 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
 
-Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Tensors, resolve_loss, select_output,
+                                     split_source, summed_loss)
+
 Params = Union[str, Sequence[nn.Parameter]]
 
 
@@ -94,7 +99,7 @@ class SharpnessResult:
     seed: Optional[int]
 
 
-def select_params(model: nn.Module, params: Params = "weights") -> list:
+def select_params(model: nn.Module, params: Params = "all") -> list:
     """The parameters curvature is taken over, in ``model.parameters()`` order."""
     if isinstance(params, str):
         if params not in ("weights", "all"):
@@ -145,23 +150,26 @@ def _evaluating(model: nn.Module) -> Iterator[None]:
 
 
 class _Objective:
-    """The mean loss over (x, y) as a function of the flat vector of the chosen parameters."""
+    """The mean loss over ``data`` as a function of the flat vector of the chosen parameters."""
 
-    def __init__(self, model, x, y, criterion, batch_size, params):
-        self.model, self.x, self.y = model, x, y
-        self.criterion = criterion or F.cross_entropy
-        self.batch_size = batch_size or len(x)
+    def __init__(self, model, data, loss="crossentropy", batch_size=None, params: Params = "all",
+                 output=None, hooks: BatchHooks = DEFAULT_HOOKS):
+        self.model, self.output, self.hooks = model, output, hooks
+        self.source = split_source(data, "train", hooks)
+        self.fn = resolve_loss(loss)
+        self.batch_size = batch_size or (len(self.source) if isinstance(self.source, Tensors) else None)
         self.params = select_params(model, params)
         self.dim = sum(p.numel() for p in self.params)
         self.device, self.dtype = self.params[0].device, self.params[0].dtype
         self.num_hvp = 0
 
-    def _batches(self):
-        n = len(self.x)
-        for start in range(0, n, self.batch_size):
-            xb = self.x[start:start + self.batch_size].to(self.device)
-            yb = self.y[start:start + self.batch_size].to(self.device)
-            yield self.criterion(self.model(xb), yb) * (len(xb) / n)
+    def _parts(self):
+        """``(summed loss of a batch, examples in it)`` for every batch of the data."""
+        for inputs, targets in self.source.batches(self.batch_size):
+            inputs, targets = self.hooks.to(inputs, self.device), self.hooks.to(targets, self.device)
+            n = self.hooks.size(inputs)
+            outputs = select_output(self.hooks.call(self.model, inputs), self.output)
+            yield summed_loss(self.fn, outputs, targets, n), n
 
     def unflat(self, v: torch.Tensor) -> list:
         v = v.to(device=self.device, dtype=self.dtype)
@@ -172,25 +180,29 @@ class _Objective:
 
     def loss(self) -> float:
         with torch.no_grad():
-            return sum(part.item() for part in self._batches())
+            total, count = 0.0, 0
+            for part, n in self._parts():
+                total, count = total + part.item(), count + n
+            return total / count
 
     def loss_and_gradient(self) -> Tuple[float, torch.Tensor]:
-        loss, grad = 0.0, torch.zeros(self.dim, device=self.device, dtype=self.dtype)
-        for part in self._batches():
+        loss, count, grad = 0.0, 0, torch.zeros(self.dim, device=self.device, dtype=self.dtype)
+        for part, n in self._parts():
             grad += _flat(torch.autograd.grad(part, self.params, materialize_grads=True))
-            loss += part.item()
-        return loss, grad
+            loss, count = loss + part.item(), count + n
+        return loss / count, grad / count
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """Hessian-vector product by double backprop, ``v`` and the result flat (num_params,)."""
         self.num_hvp += 1
-        vs, out = self.unflat(v), torch.zeros(self.dim, device=self.device, dtype=self.dtype)
-        for part in self._batches():
+        vs, out, count = self.unflat(v), torch.zeros(self.dim, device=self.device, dtype=self.dtype), 0
+        for part, n in self._parts():
             grads = torch.autograd.grad(part, self.params, create_graph=True, materialize_grads=True)
             dot = sum((g * u).sum() for g, u in zip(grads, vs))
             if dot.requires_grad:  # false only when the loss is linear in the parameters
                 out += _flat(torch.autograd.grad(dot, self.params, materialize_grads=True))
-        return out
+            count += n
+        return out / count
 
     def dense(self) -> np.ndarray:
         """The explicit (num_params, num_params) Hessian from one HVP per basis vector."""
@@ -215,50 +227,50 @@ class _Objective:
         return values[order], vectors[:, order]
 
 
-def hessian_vector_product(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vector, *,
-                           criterion: Optional[Criterion] = None, batch_size: Optional[int] = None,
-                           params: Params = "weights") -> torch.Tensor:
-    """H v for the mean loss over (x, y). ``vector``: flat (num_params,) or one tensor per chosen
+def hessian_vector_product(model: nn.Module, data, vector, *,
+                           loss="crossentropy", output=None, batch_size: Optional[int] = None,
+                           params: Params = "all") -> torch.Tensor:
+    """H v for the mean loss over ``data``. ``vector``: flat (num_params,) or one tensor per chosen
     parameter; returns flat (num_params,)."""
     with _evaluating(model):
-        obj = _Objective(model, x, y, criterion, batch_size, params)
+        obj = _Objective(model, data, loss, batch_size, params, output)
         v = vector if torch.is_tensor(vector) else _flat(vector)
         return obj.hvp(v).detach()
 
 
-def dense_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                  criterion: Optional[Criterion] = None, batch_size: Optional[int] = None,
-                  params: Params = "weights") -> np.ndarray:
+def dense_hessian(model: nn.Module, data, *,
+                  loss="crossentropy", output=None, batch_size: Optional[int] = None,
+                  params: Params = "all") -> np.ndarray:
     """The explicit (num_params, num_params) float64 Hessian: num_params HVPs, small models only."""
     with _evaluating(model):
-        return _Objective(model, x, y, criterion, batch_size, params).dense()
+        return _Objective(model, data, loss, batch_size, params, output).dense()
 
 
-def top_eigenvalues(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int = 1, *,
-                    criterion: Optional[Criterion] = None, batch_size: Optional[int] = None,
-                    params: Params = "weights", seed: int = 0, tol: float = 1e-6,
+def top_eigenvalues(model: nn.Module, data, k: int = 1, *,
+                    loss="crossentropy", output=None, batch_size: Optional[int] = None,
+                    params: Params = "all", seed: int = 0, tol: float = 1e-6,
                     maxiter: Optional[int] = None) -> EigenResult:
     """The ``k`` largest (algebraic) Hessian eigenvalues, descending, by Lanczos (ARPACK)."""
     with _evaluating(model):
-        obj = _Objective(model, x, y, criterion, batch_size, params)
+        obj = _Objective(model, data, loss, batch_size, params, output)
         values, vectors = obj.extremes(k, "LA", seed, tol, maxiter)
     return EigenResult(values[::-1].copy(), vectors[:, ::-1].copy(), "largest", seed, obj.num_hvp, obj.dim)
 
 
-def min_eigenvalue(model: nn.Module, x: torch.Tensor, y: torch.Tensor, k: int = 1, *,
-                   criterion: Optional[Criterion] = None, batch_size: Optional[int] = None,
-                   params: Params = "weights", seed: int = 0, tol: float = 1e-6,
+def min_eigenvalue(model: nn.Module, data, k: int = 1, *,
+                   loss="crossentropy", output=None, batch_size: Optional[int] = None,
+                   params: Params = "all", seed: int = 0, tol: float = 1e-6,
                    maxiter: Optional[int] = None) -> EigenResult:
     """The ``k`` smallest (most negative) Hessian eigenvalues, ascending, by Lanczos (ARPACK)."""
     with _evaluating(model):
-        obj = _Objective(model, x, y, criterion, batch_size, params)
+        obj = _Objective(model, data, loss, batch_size, params, output)
         values, vectors = obj.extremes(k, "SA", seed, tol, maxiter)
     return EigenResult(values, vectors, "smallest", seed, obj.num_hvp, obj.dim)
 
 
-def hessian_trace(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_probes: int = 99, *,
-                  method: str = "hutchinson", criterion: Optional[Criterion] = None,
-                  batch_size: Optional[int] = None, params: Params = "weights",
+def hessian_trace(model: nn.Module, data, num_probes: int = 99, *,
+                  method: str = "hutchinson", loss="crossentropy", output=None,
+                  batch_size: Optional[int] = None, params: Params = "all",
                   seed: int = 0) -> TraceResult:
     """Hessian trace from ``num_probes`` HVPs with Rademacher probes.
 
@@ -273,7 +285,7 @@ def hessian_trace(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_probes
     if num_probes < (3 if method == "hutch++" else 2):
         raise ValueError(f"{method} needs at least {3 if method == 'hutch++' else 2} probes, got {num_probes}")
     with _evaluating(model):
-        obj = _Objective(model, x, y, criterion, batch_size, params)
+        obj = _Objective(model, data, loss, batch_size, params, output)
         gen = torch.Generator().manual_seed(seed)
 
         def rademacher(m):
@@ -301,21 +313,21 @@ def _convexity(obj: _Objective, seed: int, tol: float, maxiter: Optional[int]) -
     return float(abs(lmin / lmax)), float(lmin), float(lmax)
 
 
-def convexity_ratio(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                    criterion: Optional[Criterion] = None, batch_size: Optional[int] = None,
-                    params: Params = "weights", seed: int = 0, tol: float = 1e-4,
+def convexity_ratio(model: nn.Module, data, *,
+                    loss="crossentropy", output=None, batch_size: Optional[int] = None,
+                    params: Params = "all", seed: int = 0, tol: float = 1e-4,
                     maxiter: Optional[int] = None) -> ConvexityResult:
     """``|lambda_min / lambda_max|`` of the Hessian (algebraic extremes, one Lanczos run)."""
     with _evaluating(model):
-        obj = _Objective(model, x, y, criterion, batch_size, params)
+        obj = _Objective(model, data, loss, batch_size, params, output)
         ratio, lmin, lmax = _convexity(obj, seed, tol, maxiter)
     return ConvexityResult(ratio, lmin, lmax, seed, obj.dim)
 
 
-def convexity_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+def convexity_map(model: nn.Module, data,
                   directions: Tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]],
-                  xcoords, ycoords, *, criterion: Optional[Criterion] = None,
-                  batch_size: Optional[int] = None, params: Params = "weights", seed: int = 0,
+                  xcoords, ycoords, *, loss="crossentropy", output=None,
+                  batch_size: Optional[int] = None, params: Params = "all", seed: int = 0,
                   tol: float = 1e-4, maxiter: Optional[int] = None) -> ConvexityMap:
     """Li et al.'s convexity map: the convexity ratio at w + a d1 + b d2 over a grid.
 
@@ -331,7 +343,7 @@ def convexity_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     out = np.empty((3, len(ycoords), len(xcoords)))
     d1, d2 = directions
     with _evaluating(model):
-        obj = _Objective(model, x, y, criterion, batch_size, params)
+        obj = _Objective(model, data, loss, batch_size, params, output)
         for i, b in enumerate(ycoords):
             for j, a in enumerate(xcoords):
                 with _shifted(all_params, [float(a) * u + float(b) * v for u, v in zip(d1, d2)]):
@@ -339,9 +351,9 @@ def convexity_map(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return ConvexityMap(out[0], out[1], out[2], xcoords, ycoords, seed, obj.dim)
 
 
-def epsilon_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3, *,
-                      steps: int = 10, criterion: Optional[Criterion] = None,
-                      batch_size: Optional[int] = None, params: Params = "weights",
+def epsilon_sharpness(model: nn.Module, data, eps: float = 1e-3, *,
+                      steps: int = 10, loss="crossentropy", output=None,
+                      batch_size: Optional[int] = None, params: Params = "all",
                       seed: int = 0) -> SharpnessResult:
     """Keskar et al.'s sharpness ``100 (max_z L(w + z) - L(w)) / (1 + L(w))`` in percent.
 
@@ -350,7 +362,7 @@ def epsilon_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     box, keeping the largest loss met.
     """
     with _evaluating(model):
-        obj = _Objective(model, x, y, criterion, batch_size, params)
+        obj = _Objective(model, data, loss, batch_size, params, output)
         radius = eps * (_flat(obj.params).detach().abs() + 1)
         gen = torch.Generator().manual_seed(seed)
         z = (torch.rand(obj.dim, generator=gen, dtype=torch.float64) * 2 - 1).to(radius) * radius
@@ -365,15 +377,15 @@ def epsilon_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     return SharpnessResult(100 * (best - base) / (1 + base), base, best, "epsilon", eps, 0.0, 1, seed)
 
 
-def rho_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho: float = 0.05, *,
-                  adaptive: bool = False, eta: float = 0.01, criterion: Optional[Criterion] = None,
-                  batch_size: Optional[int] = None, params: Params = "weights") -> SharpnessResult:
+def rho_sharpness(model: nn.Module, data, rho: float = 0.05, *,
+                  adaptive: bool = False, eta: float = 0.01, loss="crossentropy", output=None,
+                  batch_size: Optional[int] = None, params: Params = "all") -> SharpnessResult:
     """SAM's one-step sharpness ``L(w + e) - L(w)``, e = rho g / ||g|| (g the full gradient).
 
     ``adaptive=True`` is ASAM's form: e = rho T^2 g / ||T g|| with T = diag(|w| + eta).
     """
     with _evaluating(model):
-        obj = _Objective(model, x, y, criterion, batch_size, params)
+        obj = _Objective(model, data, loss, batch_size, params, output)
         base, grad = obj.loss_and_gradient()
         scale = _flat(obj.params).detach().abs() + eta if adaptive else torch.ones_like(grad)
         step = rho * scale ** 2 * grad / (scale * grad).norm().clamp_min(1e-12)
@@ -382,14 +394,14 @@ def rho_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, rho: float
     return SharpnessResult(perturbed - base, base, perturbed, "asam" if adaptive else "rho", rho, 0.0, 1, None)
 
 
-def average_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float = 0.01, *,
-                      num_samples: int = 20, criterion: Optional[Criterion] = None,
-                      batch_size: Optional[int] = None, params: Params = "weights",
+def average_sharpness(model: nn.Module, data, sigma: float = 0.01, *,
+                      num_samples: int = 20, loss="crossentropy", output=None,
+                      batch_size: Optional[int] = None, params: Params = "all",
                       seed: int = 0) -> SharpnessResult:
     """Average-case sharpness ``E[L(w + sigma e)] - L(w)``, e ~ N(0, I), over ``num_samples``
     seeded draws; ``stderr`` is the standard error of the mean."""
     with _evaluating(model):
-        obj = _Objective(model, x, y, criterion, batch_size, params)
+        obj = _Objective(model, data, loss, batch_size, params, output)
         gen = torch.Generator().manual_seed(seed)
         base, losses = obj.loss(), []
         for _ in range(num_samples):

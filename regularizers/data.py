@@ -235,12 +235,15 @@ def _labels(y: np.ndarray, n: int, path: Path, what: str) -> np.ndarray:
 def _read_npz(path: Path):
     """``x_train, y_train, x_test, y_test`` arrays, or ``x, y`` (one split: ``train``); an
     optional scalar ``num_classes`` (else the largest label + 1)."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise ValueError(f"{path}: not a .npz file (not a zip archive of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise ValueError(f"{path}: holds pickled objects; save plain numeric arrays with np.savez") from None
+        if "allow_pickle" in str(err):  # an object array inside a real archive
+            raise ValueError(f"{path}: holds pickled object arrays; save plain numeric arrays with np.savez") from None
         raise ValueError(f"{path}: not a readable .npz file ({err})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable .npz file ({type(err).__name__})") from None

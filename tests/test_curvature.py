@@ -66,23 +66,23 @@ def test_linear_regression_spectrum_and_trace():
     model, x, y = linear_problem()
     h = exact_linear_hessian(x)
     exact = np.linalg.eigvalsh(h)
-    kw = dict(criterion=mse, batch_size=16, params="all")
-    np.testing.assert_allclose(cv.dense_hessian(model, x, y, **kw), h, rtol=1e-10, atol=1e-10)
-    top = cv.top_eigenvalues(model, x, y, k=3, **kw)
+    kw = dict(loss=mse, batch_size=16, params="all")
+    np.testing.assert_allclose(cv.dense_hessian(model, (x, y), **kw), h, rtol=1e-10, atol=1e-10)
+    top = cv.top_eigenvalues(model, (x, y), k=3, **kw)
     np.testing.assert_allclose(top.values, exact[::-1][:3], rtol=1e-4)
     assert top.num_params == 13 and top.num_hvp > 0
     # eigenvectors: H v = lambda v
     np.testing.assert_allclose(h @ top.vectors, top.vectors * top.values, atol=1e-5 * exact[-1])
-    low = cv.min_eigenvalue(model, x, y, **kw)
+    low = cv.min_eigenvalue(model, (x, y), **kw)
     np.testing.assert_allclose(low.values, exact[:1], rtol=1e-4)
     # weights only: the bias row and column drop out
-    w_only = cv.top_eigenvalues(model, x, y, k=1, criterion=mse)
+    w_only = cv.top_eigenvalues(model, (x, y), k=1, loss=mse, params="weights")
     np.testing.assert_allclose(w_only.values[0], np.linalg.eigvalsh(h[:-1, :-1])[-1], rtol=1e-4)
 
     # Hutch++ with a sketch of the full dimension is exact
-    hpp = cv.hessian_trace(model, x, y, num_probes=3 * 13, method="hutch++", **kw)
+    hpp = cv.hessian_trace(model, (x, y), num_probes=3 * 13, method="hutch++", **kw)
     assert hpp.mean == pytest.approx(np.trace(h), rel=1e-8)
-    hutch = cv.hessian_trace(model, x, y, num_probes=400, seed=3, **kw)
+    hutch = cv.hessian_trace(model, (x, y), num_probes=400, seed=3, **kw)
     assert abs(hutch.mean - np.trace(h)) < 4 * hutch.stderr
     # Rademacher variance is 2 sum_{i != j} H_ij^2
     expected_se = np.sqrt(2 * (np.sum(h ** 2) - np.sum(np.diag(h) ** 2)) / 400)
@@ -98,8 +98,11 @@ def mlp_problem(n=50):
     return model, x, y
 
 
-def autograd_hessian(model, x, y):
-    names = [k for k, p in model.named_parameters() if p.dim() > 1]
+WEIGHTS = dict(params="weights")
+
+
+def autograd_hessian(model, x, y, every=False):
+    names = [k for k, p in model.named_parameters() if every or p.dim() > 1]
     shapes = [dict(model.named_parameters())[k].shape for k in names]
     flat0 = torch.cat([dict(model.named_parameters())[k].detach().reshape(-1) for k in names])
 
@@ -119,20 +122,20 @@ def test_mlp_hvp_matches_dense_autograd_hessian():
     h = autograd_hessian(model, x, y)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     v = torch.randn(h.shape[0], dtype=torch.float64)
-    hv = cv.hessian_vector_product(model, x, y, v, batch_size=7)
+    hv = cv.hessian_vector_product(model, (x, y), v, batch_size=7, **WEIGHTS)
     np.testing.assert_allclose(hv.numpy(), h @ v.numpy(), rtol=1e-8, atol=1e-10)
     # one tensor per chosen parameter gives the same product
     parts = list(v.split([24, 18]))
-    hv2 = cv.hessian_vector_product(model, x, y, [parts[0].view(6, 4), parts[1].view(3, 6)])
+    hv2 = cv.hessian_vector_product(model, (x, y), [parts[0].view(6, 4), parts[1].view(3, 6)], **WEIGHTS)
     np.testing.assert_allclose(hv2.numpy(), hv.numpy(), rtol=1e-10, atol=1e-12)
 
     exact = np.linalg.eigvalsh(h)
     assert exact[0] < 0  # a genuine saddle direction
-    np.testing.assert_allclose(cv.top_eigenvalues(model, x, y, k=2).values, exact[::-1][:2], rtol=1e-4)
-    np.testing.assert_allclose(cv.min_eigenvalue(model, x, y).values[0], exact[0], rtol=1e-4)
-    hpp = cv.hessian_trace(model, x, y, num_probes=30, method="hutch++", seed=2)
+    np.testing.assert_allclose(cv.top_eigenvalues(model, (x, y), k=2, **WEIGHTS).values, exact[::-1][:2], rtol=1e-4)
+    np.testing.assert_allclose(cv.min_eigenvalue(model, (x, y), **WEIGHTS).values[0], exact[0], rtol=1e-4)
+    hpp = cv.hessian_trace(model, (x, y), num_probes=30, method="hutch++", seed=2, **WEIGHTS)
     assert abs(hpp.mean - np.trace(h)) < 4 * hpp.stderr and hpp.num_hvp == 30
-    conv = cv.convexity_ratio(model, x, y)
+    conv = cv.convexity_ratio(model, (x, y), **WEIGHTS)
     assert conv.ratio == pytest.approx(abs(exact[0] / exact[-1]), rel=1e-3)
     # restored: training mode and parameter values
     assert model.training and model[2].training
@@ -140,20 +143,47 @@ def test_mlp_hvp_matches_dense_autograd_hessian():
         assert torch.equal(val, state[k])
 
 
+def test_default_counts_every_parameter_like_the_exact_hessian():
+    model, x, y = mlp_problem()
+    exact = np.linalg.eigvalsh(autograd_hessian(model, x, y, every=True))
+    np.testing.assert_allclose(cv.top_eigenvalues(model, (x, y), k=2).values, exact[::-1][:2], rtol=1e-4)
+    assert cv.top_eigenvalues(model, (x, y), k=1).num_params == 6 * 4 + 6 + 3 * 6 + 3
+
+
+def test_loader_with_dict_inputs_and_callable_loss_equal_the_pair():
+    model, x, y = mlp_problem(n=30)
+
+    class Keyword(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, features):
+            return {"logits": self.inner(features)}
+
+    loader = torch.utils.data.DataLoader(
+        [({"features": a}, b) for a, b in zip(x, y)], batch_size=8)
+    wrapped = Keyword(model)
+    ref = cv.top_eigenvalues(model, (x, y), k=1, seed=3).values
+    got = cv.top_eigenvalues(wrapped, loader, k=1, seed=3, output="logits",
+                             loss=lambda out, t: F.cross_entropy(out, t, reduction="none")).values
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
 def test_eigenvalues_do_not_depend_on_batch_size():
     model, x, y = mlp_problem(n=30)  # batches of 7, 7, 7, 7, 2
-    small = cv.top_eigenvalues(model, x, y, k=2, batch_size=7).values
-    full = cv.top_eigenvalues(model, x, y, k=2, batch_size=30).values
+    small = cv.top_eigenvalues(model, (x, y), k=2, batch_size=7).values
+    full = cv.top_eigenvalues(model, (x, y), k=2, batch_size=30).values
     np.testing.assert_allclose(small, full, rtol=1e-6)
-    t7 = cv.hessian_trace(model, x, y, num_probes=12, batch_size=7, seed=1)
-    tn = cv.hessian_trace(model, x, y, num_probes=12, seed=1)
+    t7 = cv.hessian_trace(model, (x, y), num_probes=12, batch_size=7, seed=1)
+    tn = cv.hessian_trace(model, (x, y), num_probes=12, seed=1)
     assert t7.mean == pytest.approx(tn.mean, rel=1e-8)
 
 
 def test_select_params():
     model, _, _ = mlp_problem()
-    assert len(cv.select_params(model)) == 2
-    assert len(cv.select_params(model, "all")) == 4
+    assert len(cv.select_params(model)) == 4  # every parameter by default, as PyHessian
+    assert len(cv.select_params(model, "weights")) == 2
     assert cv.select_params(model, [model[3].bias]) == [model[3].bias]
     with pytest.raises(ValueError):
         cv.select_params(model, "biases")
@@ -163,11 +193,11 @@ def test_select_params():
 
 def test_convexity_ratio_on_saddle():
     a = np.diag([3.0, 2.0, 1.0, 0.5, -0.2, -0.5, 0.1, 1.5])
-    res = cv.convexity_ratio(Quadratic(a), *DUMMY, criterion=mean_out)
+    res = cv.convexity_ratio(Quadratic(a), DUMMY, loss=mean_out, params="weights")
     assert res.ratio == pytest.approx(0.5 / 3.0, rel=1e-6)
     assert (res.lambda_min, res.lambda_max) == (pytest.approx(-0.5), pytest.approx(3.0))
     # too small for ARPACK: the explicit Hessian answers
-    tiny = cv.convexity_ratio(Quadratic(np.diag([-1.0, 4.0])), *DUMMY, criterion=mean_out)
+    tiny = cv.convexity_ratio(Quadratic(np.diag([-1.0, 4.0])), DUMMY, loss=mean_out, params="weights")
     assert (tiny.lambda_min, tiny.lambda_max, tiny.ratio) == (pytest.approx(-1), pytest.approx(4), pytest.approx(0.25))
 
 
@@ -177,7 +207,7 @@ def test_convexity_map_orientation_and_values():
     d1, d2 = [t.clone() for t in zero], [t.clone() for t in zero]
     d1[0][0, 0], d2[0][0, 1] = 1.0, 1.0
     xs, ys = np.array([-1.0, 0.3, 3.0]), np.array([-0.4, 1.0])
-    cmap = cv.convexity_map(model, *DUMMY, directions=(d1, d2), xcoords=xs, ycoords=ys, criterion=mean_out)
+    cmap = cv.convexity_map(model, DUMMY, directions=(d1, d2), xcoords=xs, ycoords=ys, loss=mean_out, params="weights")
     a, b = np.meshgrid(xs, ys)
     lmin = np.minimum(np.minimum(a, b), 0.5)
     lmax = np.maximum(np.maximum(a, b), 2.0)
@@ -197,11 +227,11 @@ def test_rho_sharpness_closed_form():
         return 0.5 * v @ a @ v
 
     g = a @ w
-    res = cv.rho_sharpness(Quadratic(a, w), *DUMMY, rho=rho, criterion=mean_out)
+    res = cv.rho_sharpness(Quadratic(a, w), DUMMY, rho=rho, loss=mean_out, params="weights")
     assert res.value == pytest.approx(loss(w + rho * g / np.linalg.norm(g)) - loss(w), rel=1e-10)
     assert res.loss == pytest.approx(loss(w))
     t = np.abs(w) + eta
-    res = cv.rho_sharpness(Quadratic(a, w), *DUMMY, rho=rho, adaptive=True, eta=eta, criterion=mean_out)
+    res = cv.rho_sharpness(Quadratic(a, w), DUMMY, rho=rho, adaptive=True, eta=eta, loss=mean_out, params="weights")
     assert res.value == pytest.approx(loss(w + rho * t ** 2 * g / np.linalg.norm(t * g)) - loss(w), rel=1e-10)
     assert res.kind == "asam"
 
@@ -209,7 +239,7 @@ def test_rho_sharpness_closed_form():
 def test_average_sharpness_closed_form():
     a = np.diag([2.0, 1.0, 0.5, 0.25])
     sigma, m = 0.1, 2000
-    res = cv.average_sharpness(Quadratic(a), *DUMMY, sigma=sigma, num_samples=m, criterion=mean_out, seed=5)
+    res = cv.average_sharpness(Quadratic(a), DUMMY, sigma=sigma, num_samples=m, loss=mean_out, params="weights", seed=5)
     # at w = 0 each draw is sigma^2/2 e^T A e: mean sigma^2/2 tr(A), variance sigma^4/2 tr(A^2)
     closed = sigma ** 2 / 2 * np.trace(a)
     assert abs(res.value - closed) < 4 * res.stderr
@@ -221,7 +251,7 @@ def test_epsilon_sharpness_reaches_the_box_corner():
     a = np.diag([2.0, 1.0, 0.5])
     w = np.array([0.8, -1.5, 0.3])
     eps = 1e-2
-    res = cv.epsilon_sharpness(Quadratic(a, w), *DUMMY, eps=eps, criterion=mean_out)
+    res = cv.epsilon_sharpness(Quadratic(a, w), DUMMY, eps=eps, loss=mean_out, params="weights")
     # for diagonal positive A the maximum is at the corner z = sign(w) eps (|w| + 1)
     corner = w + np.sign(w) * eps * (np.abs(w) + 1)
     base = 0.5 * w @ a @ w

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from regularizers.data import (Dataset, augment_crop_flip, corrupt, gaussian_inputs, load_data, normalize,
+from regularizers.data import (Dataset, augment_crop_flip, corrupt, gaussian_inputs, load_data, normalize_channels,
                                random_labels, random_pixels, read_idx, shuffled_pixels)
 
 
@@ -21,10 +21,16 @@ def expected_standardized(train: np.ndarray, test: np.ndarray):
     return (train - mean) / std, (test - mean) / std
 
 
-def assert_values(data: Dataset, raw_train: np.ndarray, raw_test: np.ndarray):
+def assert_values(spec, data: Dataset, raw_train: np.ndarray, raw_test: np.ndarray):
+    """The data as stored (uint8 / 255), and standardized only when asked, with train statistics."""
+    np.testing.assert_allclose(data.x_train.numpy(), raw_train, atol=1e-6)
+    np.testing.assert_allclose(data.x_test.numpy(), raw_test, atol=1e-6)
+    assert data.transforms == ("uint8/255",)
+    standard = load_data(str(spec), normalize="standardize")
     want_train, want_test = expected_standardized(raw_train.astype(np.float64), raw_test.astype(np.float64))
-    np.testing.assert_allclose(data.x_train.numpy(), want_train, atol=1e-4)
-    np.testing.assert_allclose(data.x_test.numpy(), want_test, atol=1e-4)
+    np.testing.assert_allclose(standard.x_train.numpy(), want_train, atol=1e-4)
+    np.testing.assert_allclose(standard.x_test.numpy(), want_test, atol=1e-4)
+    assert standard.transforms[0] == "uint8/255" and standard.transforms[1].startswith("normalize mean=")
 
 
 # ------------------------------------------------------------------------------------ CIFAR
@@ -59,12 +65,14 @@ def test_cifar10_folder_and_parent(tmp_path):
         assert data.x_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
         assert data.y_train.tolist() == labels.tolist() and data.y_test.tolist() == test_y.tolist()
         # rows are 1024 red, 1024 green, 1024 blue values, each row-major 32x32
-        assert_values(data, rows.reshape(-1, 3, 32, 32) / 255.0, test.reshape(-1, 3, 32, 32) / 255.0)
+        assert_values(spec, data, rows.reshape(-1, 3, 32, 32) / 255.0, test.reshape(-1, 3, 32, 32) / 255.0)
     raw = rows[4].astype(np.float64) / 255.0
     channel_g = rows[:, 1024:2048].astype(np.float64) / 255.0
-    got = data.x_train[4, 1, 2, 5].item()
+    assert data.x_train[4, 1, 2, 5].item() == pytest.approx(raw[1024 + 2 * 32 + 5], abs=1e-6)
+    standard = load_data(str(folder), normalize="standardize")
+    got = standard.x_train[4, 1, 2, 5].item()
     assert got == pytest.approx((raw[1024 + 2 * 32 + 5] - channel_g.mean()) / channel_g.std(ddof=1), abs=1e-4)
-    assert data.x_train.mean(dim=(0, 2, 3)).abs().max() < 1e-5
+    assert standard.x_train.mean(dim=(0, 2, 3)).abs().max() < 1e-5
 
 
 def test_cifar10_missing_batch_named(tmp_path):
@@ -102,7 +110,7 @@ def test_cifar100_fine_labels(tmp_path):
     data = load_data(str(tmp_path))
     assert data.name == "cifar100" and data.num_classes == 100
     assert data.y_train.tolist() == [99, 3, 50, 0] and data.y_test.tolist() == [7, 98]
-    assert_values(data, train.reshape(-1, 3, 32, 32) / 255.0, test.reshape(-1, 3, 32, 32) / 255.0)
+    assert_values(tmp_path, data, train.reshape(-1, 3, 32, 32) / 255.0, test.reshape(-1, 3, 32, 32) / 255.0)
     (folder / "test").unlink()
     with pytest.raises(FileNotFoundError, match="cifar-100-python: missing test$"):
         load_data(str(folder))
@@ -139,7 +147,7 @@ def test_mnist_idx(tmp_path, gz):
     assert data.name == "mnist" and data.in_channels == 1 and data.num_classes == 10
     assert data.x_train.shape == (7, 1, 5, 6) and data.x_test.shape == (3, 1, 5, 6)
     assert data.y_train.tolist() == y_train.tolist() and data.y_test.tolist() == [9, 0, 4]
-    assert_values(data, x_train[:, None] / 255.0, x_test[:, None] / 255.0)
+    assert_values(tmp_path / "mnist", data, x_train[:, None] / 255.0, x_test[:, None] / 255.0)
 
 
 def test_fashion_mnist_torchvision_layout(tmp_path):
@@ -170,22 +178,62 @@ def test_read_idx_types_and_errors(tmp_path):
 # -------------------------------------------------------------------------------------- npz
 
 
-def test_npz_xy_split_deterministic_disjoint(tmp_path):
+def test_npz_xy_is_one_split_used_as_stored(tmp_path):
+    n = 60
+    x = np.stack([np.arange(n, dtype=np.float32), np.random.default_rng(0).normal(size=n)], axis=1) * 7 + 3
+    y = np.arange(n) % 3
+    np.savez(tmp_path / "toy.npz", x=x, y=y)
+    data = load_data(str(tmp_path / "toy.npz"), seed=4)
+    assert data.name == "toy" and data.num_classes == 3 and data.splits == ("train",) and data.x_test is None
+    assert np.array_equal(data.x_train.numpy(), x.astype(np.float32)) and data.y_train.tolist() == y.tolist()
+    assert data.transforms == ()
+
+
+def test_npz_xy_explicit_split_deterministic_disjoint(tmp_path):
     n = 60
     x = np.stack([np.arange(n, dtype=np.float32), np.random.default_rng(0).normal(size=n)], axis=1)
     y = np.arange(n) % 3
     np.savez(tmp_path / "toy.npz", x=x, y=y)
-    a, b = load_data(str(tmp_path / "toy.npz"), seed=4), load_data(str(tmp_path / "toy.npz"), seed=4)
-    c = load_data(str(tmp_path / "toy.npz"), seed=5)
-    assert a.name == "toy" and a.num_classes == 3 and a.x_train.shape == (45, 2) and a.x_test.shape == (15, 2)
+    spec = str(tmp_path / "toy.npz")
+    a, b = load_data(spec, seed=4, test_fraction=0.25), load_data(spec, seed=4, test_fraction=0.25)
+    c = load_data(spec, seed=5, test_fraction=0.25)
+    assert a.x_train.shape == (45, 2) and a.x_test.shape == (15, 2)
+    assert a.transforms == ("split 0.75/0.25 by seed 4",)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
     assert not torch.equal(a.x_train, c.x_train)
     assert a.y_test.bincount().tolist() == [5, 5, 5]  # stratified
-    # standardization is the same increasing affine map on both splits: column 0 keeps its order
     ids = torch.cat([a.x_train[:, 0], a.x_test[:, 0]])
+    assert sorted(ids.tolist()) == list(range(n))  # disjoint and complete, values as stored
     order = ids.argsort()
-    assert ids.unique().numel() == n  # disjoint and complete
     assert torch.cat([a.y_train, a.y_test])[order].tolist() == y.tolist()
+    with pytest.raises(ValueError, match="test_fraction must lie strictly between 0 and 1"):
+        load_data(spec, test_fraction=1.0)
+
+
+def test_normalize_options_and_refused_values(tmp_path):
+    x = np.random.default_rng(1).normal(2.0, 3.0, size=(40, 2, 4, 4)).astype(np.float32)
+    y = np.arange(40) % 4
+    np.savez(tmp_path / "img.npz", x=x, y=y)
+    spec = str(tmp_path / "img.npz")
+    explicit = load_data(spec, normalize="1,2,0.5,4")  # two channel means then two stds
+    np.testing.assert_allclose(explicit.x_train[:, 0].numpy(), (x[:, 0] - 1) / 0.5, rtol=1e-6)
+    np.testing.assert_allclose(explicit.x_train[:, 1].numpy(), (x[:, 1] - 2) / 4, rtol=1e-6)
+    assert explicit.transforms == ("normalize mean=1,2 std=0.5,4",)
+    scalar = load_data(spec, normalize="2,3")
+    np.testing.assert_allclose(scalar.x_train.numpy(), (x - 2) / 3, rtol=1e-5, atol=1e-6)
+    for bad in ("1,2,3", "mean", "0,0"):
+        with pytest.raises(ValueError, match="normalize"):
+            load_data(spec, normalize=bad)
+    x[3, 1, 0, 0], x[7, 0, 2, 3] = np.nan, np.inf
+    np.savez(tmp_path / "nan.npz", x=x, y=y)
+    with pytest.raises(ValueError, match=r"nan.npz: 2 non-finite input value\(s\) \(NaN or inf\) in the train split"):
+        load_data(str(tmp_path / "nan.npz"))
+    np.savez(tmp_path / "labels.npz", x=x[:2] * 0, y=np.array([0, 5]), num_classes=3)
+    with pytest.raises(ValueError, match=r"train labels range over \[0, 5\], outside \[0, 3\)"):
+        load_data(str(tmp_path / "labels.npz"))
+    (tmp_path / "noise.npz").write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.raises(ValueError, match="noise.npz: not a .npz file"):
+        load_data(str(tmp_path / "noise.npz"))
 
 
 def test_npz_given_split_nhwc_uint8(tmp_path):
@@ -196,7 +244,7 @@ def test_npz_given_split_nhwc_uint8(tmp_path):
              x_test=x_test, y_test=np.array([4, 0]), num_classes=7)
     data = load_data(str(tmp_path / "img.npz"))
     assert data.x_train.shape == (6, 3, 4, 5) and data.num_classes == 7 and data.in_channels == 3
-    assert_values(data, x_train.transpose(0, 3, 1, 2) / 255.0, x_test.transpose(0, 3, 1, 2) / 255.0)
+    assert_values(tmp_path / "img.npz", data, x_train.transpose(0, 3, 1, 2) / 255.0, x_test.transpose(0, 3, 1, 2) / 255.0)
     np.savez(tmp_path / "wrong.npz", images=x_train)
     with pytest.raises(ValueError, match=r"wrong.npz: needs arrays x, y or x_train, .*; has \['images'\]"):
         load_data(str(tmp_path / "wrong.npz"))
@@ -229,7 +277,9 @@ def test_digits_split():
     assert a.x_train.shape == (1347, 1, 8, 8) and a.x_test.shape == (450, 1, 8, 8)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
     assert not torch.equal(a.y_train, c.y_train)
-    assert abs(a.x_train.mean().item()) < 1e-5 and a.x_train.std().item() == pytest.approx(1.0, abs=1e-5)
+    assert a.x_train.min() == 0 and a.x_train.max() == 1 and a.transforms == ("digits/16", "split 75/25 by seed 0")
+    standard = load_data("digits", normalize="standardize")
+    assert abs(standard.x_train.mean().item()) < 1e-5 and standard.x_train.std().item() == pytest.approx(1.0, abs=1e-5)
     # train and test partition the 1797 (image, label) pairs
     digits = load_digits()
     everything = Counter((img.astype(np.int64).tobytes(), int(t)) for img, t in zip(digits.images, digits.target))
@@ -352,7 +402,7 @@ def test_augment_crop_flip_is_a_shifted_flipped_crop():
 
 def test_normalize_per_channel():
     x = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).view(2, 3, 2, 2)
-    out = normalize(x, (1.0, 2.0, 3.0), (2.0, 4.0, 0.5))
+    out = normalize_channels(x, (1.0, 2.0, 3.0), (2.0, 4.0, 0.5))
     assert torch.equal(out[:, 1], (x[:, 1] - 2.0) / 4.0) and torch.equal(out[:, 2], (x[:, 2] - 3.0) / 0.5)
     feats = torch.ones(4, 3)
-    assert normalize(feats, [1.0, 0.0, -1.0], [1.0, 1.0, 2.0])[0].tolist() == [0.0, 1.0, 1.0]
+    assert normalize_channels(feats, [1.0, 0.0, -1.0], [1.0, 1.0, 2.0])[0].tolist() == [0.0, 1.0, 1.0]
