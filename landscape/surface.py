@@ -10,6 +10,7 @@ MPI ranks (``compute_surface(..., comm=MPI.COMM_WORLD)``).
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import h5py
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from regularizers.evaluation import Tensors, data_splits, loss_name, resolve_loss
 
-from .directions import Directions, origin, target_directions
+from .directions import Directions, origin, random_directions, target_directions
 from .evaluate import Evaluator, value_keys
 from .files import AxisRecipe, open_directions, surface_file_name
 from .grid import AxisSpec, Grid, make_grid
@@ -164,6 +165,11 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
     if len(pending) == 0:
         return result
     evaluator = on_all(comm, lambda: Evaluator(model, data, directions, splits=splits, loss=loss, **evaluation))
+    note = getattr(evaluator, "batch_size_note", str(evaluator.batch_size))
+    result.attrs["batch_size"] = note
+    if surf_file is not None and root:  # recorded, not a setting: resuming with another batch size is fine
+        with h5py.File(surf_file, "r+") as f:
+            f.attrs["batch_size"] = note
     writer = SurfaceWriter(surf_file, keys) if surf_file is not None and root else None
 
     def write(indices, rows):
@@ -176,7 +182,7 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
     try:
         if comm is None or comm.Get_size() == 1:
             evaluate_points(evaluator, grid, pending, write=write, chunk=evaluator.points_per_pass,
-                            progress=progress)
+                            progress=progress, desc=f"surface (batch {note})")
         else:
             evaluate_shared(comm, evaluator, grid, pending, write=write, chunk=evaluator.points_per_pass,
                             progress=progress)
@@ -193,3 +199,29 @@ def interpolate(model1: nn.Module, model2: nn.Module, data, alphas: AxisSpec = "
     keywords go to :func:`compute_surface`."""
     directions = target_directions(model1, model2, dir_type=dir_type)
     return compute_surface(model1, data, directions=directions, x=alphas, **kwargs)
+
+
+def landscape_files(model: nn.Module, data, out, stem: str, *, points_1d: int = 21, points_2d: int = 11,
+                    span: float = 1.0, samples: Optional[int] = 2000, seed: int = 0, device=None,
+                    progress: bool = True) -> Tuple[Path, Path]:
+    """A filter-normalized random 1D line and 2D plane around ``model`` (directions from
+    ``seed``, BN and biases fixed) on a seeded subset of at most ``samples`` examples of each
+    split of ``data`` (a :class:`regularizers.data.Dataset`), written to ``out/1d/<stem>.h5`` and
+    ``out/2d/<stem>.h5`` (recomputed when present).
+
+    Returns:
+        the paths of the 1D and the 2D surface files.
+    """
+    from regularizers.evaluation import seeded_subset
+
+    splits = {name: seeded_subset(src.x, src.y, samples, seed) for name, src in data_splits(data).items()}
+    paths = []
+    for ndim, num in ((1, points_1d), (2, points_2d)):
+        path = Path(out) / f"{ndim}d" / f"{stem}.h5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        axis = f"{-span}:{span}:{num}"
+        compute_surface(model, splits, directions=random_directions(model, ndim=ndim, seed=seed),
+                        x=axis, y=axis if ndim == 2 else None, surf_file=path, device=device, progress=progress)
+        paths.append(path)
+    return paths[0], paths[1]

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Optional
+
+DATA_KEYS = ("data", "data_seed", "normalize", "test_fraction", "corrupt")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, checkpoint: bool = True) -> None:
@@ -19,28 +22,37 @@ def add_model_arguments(parser: argparse.ArgumentParser, checkpoint: bool = True
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data`` and ``--data-seed``."""
+    """``--data``, ``--data-seed``, ``--normalize`` and ``--test-fraction``."""
     parser.add_argument("--data", default=None,
                         help="'digits' (embedded), a .npz file, or a CIFAR/MNIST folder; "
                              "default: the run folder's config.json, else digits")
     parser.add_argument("--data-seed", type=int, default=None,
-                        help="seed of the train/test split (default: the run's, else 0)")
+                        help="seed of the digits split and of --test-fraction (default: the run's, else 0)")
+    parser.add_argument("--normalize", default=None, metavar="none|standardize|MEAN,STD",
+                        help="transform the inputs: none (as stored; uint8 scaled to [0, 1]), standardize "
+                             "(per channel, training statistics) or MEAN,STD (k means then k stds); "
+                             "default: the run folder's, else none")
+    parser.add_argument("--test-fraction", type=float, default=None,
+                        help="split an x, y .npz file into train and test, seeded by --data-seed; "
+                             "default: the run folder's, else one split (train)")
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:1'")
 
 
-def resolve_device(name: str = "auto"):
-    """``auto`` -> cuda when available else cpu; an unavailable cuda is a clear error."""
-    import torch
-
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return device
+def data_config(args, config: Optional[dict] = None) -> dict:
+    """The data settings (:data:`DATA_KEYS`) to evaluate on: those of the run folder ``config``
+    when ``--data`` is not given (or names the run's data), overridden by the flags given; for
+    other data, the flags given and otherwise the data as stored."""
+    config = config or {}
+    own = bool(config) and args.data in (None, config.get("data"))
+    base = {k: config[k] for k in DATA_KEYS if k in config} if own else {"data": args.data or "digits",
+                                                                            "normalize": "none"}
+    for key in ("data_seed", "normalize", "test_fraction"):
+        if getattr(args, key, None) is not None:
+            base[key] = getattr(args, key)
+    return base
 
 
 def parse_options(pairs) -> dict:
@@ -89,11 +101,7 @@ def model_and_data(args, checkpoint=None):
 
     checkpoint = checkpoint if checkpoint is not None else getattr(args, "checkpoint", None)
     config = run_config(checkpoint)
-    seed = args.data_seed if args.data_seed is not None else config.get("data_seed", 0)
-    if args.data is None:  # the run's own data, memorization corruption included
-        data = data_from_config({**config, "data_seed": seed})
-    else:
-        data = data_from_config({"data": args.data, "data_seed": seed})
+    data = data_from_config(data_config(args, config))
     spec = args.model or config.get("model")
     if spec is None:
         raise ValueError("no --model given and no run folder config.json next to the checkpoint")

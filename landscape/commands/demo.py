@@ -24,20 +24,21 @@ def add_arguments(p) -> None:
 
 
 def train_runs(out: Path, epochs: int, seed: int, device: str) -> dict:
-    """The baseline and the MMA run folders, trained unless they are there with these settings."""
-    from landscape.commands.train import train_cached
+    """The baseline and the MMA run folders, trained unless they are there with these settings
+    (a folder made with other settings is trained anew)."""
+    from regularizers.train import train_run
 
     for name, reg in RUNS.items():
         print(f"{name}: a CNN on digits, {epochs} epochs", flush=True)
-        train_cached(out / name, epochs=epochs, reg=reg, seed=seed, device=device, quiet=False)
+        train_run(out / name, model="cnn", data="digits", epochs=epochs, regularizers=reg, seed=seed,
+                  device=device, overwrite=True)
     return {name: out / name for name in RUNS}
 
 
 def run(args) -> int:
-    from analysis.report import landscape_files
-    from landscape.commands.common import resolve_device
     from landscape.plot import compare_surface_files, plot_surface_file
-    from landscape.surface import interpolate
+    from landscape.surface import interpolate, landscape_files
+    from regularizers.evaluation import resolve_device
     from regularizers.train import load_run
 
     began = time.perf_counter()
@@ -68,7 +69,7 @@ def run(args) -> int:
         written += plot_surface_file(plane, kinds=("surface3d", "heatmap"), out_dir=figures, log=True)
     written += plot_surface_file(between, out_dir=figures)
 
-    print(f"\nsurfaces (HDF5, readable by tomgoldstein/loss-landscape's plotting scripts):")
+    print("\nsurfaces (HDF5, readable by tomgoldstein/loss-landscape's plotting scripts):")
     for path in lines + planes + [between]:
         print(f"  {path}")
     print("figures:")

@@ -42,10 +42,12 @@ def add_direction_arguments(p, dir_type_default=None) -> None:
 def add_evaluation_arguments(p) -> None:
     """Options of the evaluation and of the surface file shared by the surface commands."""
     p.add_argument("--surf_file", default=None, help="surface file to write or resume")
-    p.add_argument("--loss_name", default="crossentropy", choices=("crossentropy", "mse"))
-    p.add_argument("--splits", default="train,test", help="comma-separated: train, test or both")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=500,
-                   help="samples per forward pass")
+    p.add_argument("--loss_name", default="crossentropy", choices=("crossentropy", "nll", "mse"),
+                   help="crossentropy on logits, nll on log-probabilities, or the de facto mse")
+    p.add_argument("--splits", default=None,
+                   help="comma-separated: train, test or both (default: every split the data has)")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
+                   help="samples per forward pass (default: the fastest of a few, timed on the first point)")
     common.add_device_argument(p)
     p.add_argument("--precision", default="none", choices=("none", "bf16", "fp16"),
                    help="autocast forward passes (GPU)")
@@ -61,7 +63,7 @@ def add_arguments(p) -> None:
     p.add_argument("--model_file2", default=None, help="x direction = this checkpoint - the model")
     p.add_argument("--model_file3", default=None, help="y direction = this checkpoint - the model")
     common.add_data_arguments(p)
-    p.add_argument("--x", default="-1:1:51", help="x axis start:stop:num, written --x=-1:1:51")
+    p.add_argument("--x", default=None, help="x axis start:stop:num, written --x=-1:1:51 (default -1:1:51)")
     p.add_argument("--y", default=None, help="y axis start:stop:num (2D), e.g. --y=-1:1:51")
     p.add_argument("--z", default=None, help="z axis start:stop:num (3D volume, needs --y)")
     add_direction_arguments(p)
@@ -70,7 +72,9 @@ def add_arguments(p) -> None:
                    help="initialize MPI even when no launcher is detected (mpiexec and srun are)")
 
 
-def parse_splits(text: str) -> tuple:
+def parse_splits(text):
+    if text is None:
+        return None
     splits = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in splits if s not in SPLITS]
     if not splits or bad:
@@ -80,29 +84,13 @@ def parse_splits(text: str) -> tuple:
 
 def evaluation_options(args) -> dict:
     """Keywords of :func:`landscape.surface.compute_surface` from the evaluation options."""
+    from regularizers.evaluation import resolve_device
+
     return dict(loss=args.loss_name, splits=parse_splits(args.splits), batch_size=args.batch_size,
-                device=common.resolve_device(args.device),
+                device=resolve_device(args.device),
                 precision=None if args.precision == "none" else args.precision,
                 points_per_pass=args.points_per_pass, progress=not args.quiet,
                 **(dict(fold_bn=False, first_layer=False, reorder=False) if args.plain else {}))
-
-
-def _sha(path) -> str:
-    from landscape.store import file_sha256
-
-    return file_sha256(path) if path is not None else "none"
-
-
-def provenance(args, model, data) -> dict:
-    """Settings stored in direction and surface files: the model (spec, checkpoint and state
-    hashes) and the data's name."""
-    from landscape.directions import origin
-    from landscape.store import tensors_sha256
-
-    checkpoint = common.checkpoint_file(args.checkpoint)
-    spec = args.model or common.run_config(args.checkpoint).get("model", "")
-    return {"model": spec, "checkpoint_sha256": _sha(checkpoint), "data": data.name,
-            "weights_sha256": tensors_sha256(origin(model, "states"))}
 
 
 def _stem(args) -> str:
@@ -114,74 +102,22 @@ def _stem(args) -> str:
     return stem
 
 
-def axis_info(args, ndim: int) -> list:
-    """How each axis is made: ``{"kind": "target", "sha256": ...}`` for --model_file2/3 axes,
-    ``{"kind": "random", "norm", "ignore", "seed"}`` for the others."""
-    targets = (args.model_file2, args.model_file3, None)
-    return [{"kind": "target", "sha256": _sha(common.checkpoint_file(t))} if t else
-            {"kind": "random", "norm": getattr(args, f"{a}norm"), "ignore": getattr(args, f"{a}ignore"),
-             "seed": args.seed}
-            for a, t in zip("xyz"[:ndim], targets)]
+def recipes_from_args(args, ndim: int) -> list:
+    """One :class:`landscape.files.AxisRecipe` per axis: toward --model_file2 (x) and
+    --model_file3 (y) when given, else random with that axis's --Xnorm/--Xignore and --seed."""
+    from landscape.files import AxisRecipe
+    from landscape.store import file_sha256
 
-
-def derived_dir_file(args, info: list, dir_type: str) -> str:
-    name = f"{_stem(args)}_{dir_type}"
-    for axis, i in zip("xyz", info):
-        name += f"_{axis}=target" if i["kind"] == "target" else f"_{axis}ignore={i['ignore']}_{axis}norm={i['norm']}"
-    if any(i["kind"] == "random" for i in info):
-        name += f"_seed={args.seed}"
-    return name + ".h5"
-
-
-def derived_surf_file(dir_file: str, grid, options: dict) -> str:
-    stem = dir_file[:-3] if dir_file.endswith(".h5") else dir_file
-    stem += "_" + "x".join(f"[{a[0]:g},{a[-1]:g},{len(a)}]" for a in grid.axes)
-    if options["loss"] != "crossentropy":
-        stem += "_" + options["loss"]
-    if options["splits"] != SPLITS:
-        stem += "_" + "+".join(options["splits"])
-    return stem + ".h5"
-
-
-def build_directions(args, model, info: list, dir_type: str):
-    """Target axes toward --model_file2/3, random ones drawn together from --seed."""
-    from landscape.directions import Directions, random_directions, target_directions
-
-    random = [i for i in info if i["kind"] == "random"]
-    drawn = random_directions(model, ndim=len(random), seed=args.seed, dir_type=dir_type,
-                              norm=[i["norm"] for i in random],
-                              ignore=[i["ignore"] for i in random]).axes if random else []
-    axes = []
-    for i, target in zip(info, (args.model_file2, args.model_file3, None)):
-        if i["kind"] == "target":
+    recipes = []
+    for axis, target in zip("xyz"[:ndim], (args.model_file2, args.model_file3, None)):
+        if target:
             other, _ = common.model_and_data(args, checkpoint=target)
-            axes += target_directions(model, other, dir_type=dir_type).axes
+            recipes.append(AxisRecipe("target", target=other,
+                                      target_sha256=file_sha256(common.checkpoint_file(target))))
         else:
-            axes.append(drawn.pop(0))
-    return Directions(axes, dir_type, info)
-
-
-def directions_for(args, model, ndim: int, attrs: dict):
-    """(directions, dir_file): read from an existing direction file, or made and saved."""
-    from landscape.directions import Directions
-    from landscape.store import load_directions, mismatch, read_attrs, save_directions
-
-    info = axis_info(args, ndim)
-    dir_type = args.dir_type or "weights"
-    dir_file = args.dir_file or derived_dir_file(args, info, dir_type)
-    if not Path(dir_file).exists():
-        directions = build_directions(args, model, info, dir_type)
-        save_directions(dir_file, directions, attrs)
-        return directions, dir_file
-    directions = load_directions(dir_file, model=model, dir_type=args.dir_type)
-    if directions.ndim < ndim:
-        raise ValueError(f"{dir_file} holds {directions.ndim} direction(s); the grid needs {ndim}")
-    if args.dir_file is None:  # a derived name: reuse only what these settings would make
-        differs = mismatch(read_attrs(dir_file), {**Directions(directions.axes[:ndim], dir_type, info).attrs(), **attrs})
-        if differs:
-            raise ValueError(f"{dir_file} was {differs}; delete it or pass --dir_file")
-    return Directions(directions.axes[:ndim], directions.dir_type, directions.info[:ndim],
-                      directions.meta), dir_file
+            recipes.append(AxisRecipe("random", norm=getattr(args, f"{axis}norm"),
+                                      ignore=getattr(args, f"{axis}ignore"), seed=args.seed))
+    return recipes
 
 
 def report(result, seconds: float, computed: int, ranks: int = 1) -> None:
@@ -198,22 +134,28 @@ def report(result, seconds: float, computed: int, ranks: int = 1) -> None:
             print(f"  {key}: min {finite.min():.4g}  max {finite.max():.4g}")
 
 
+def provenance_from_args(args, model, data) -> dict:
+    """:func:`landscape.files.provenance` of the model the flags name."""
+    from landscape.files import provenance
+
+    return provenance(model, model_spec=args.model or common.run_config(args.checkpoint).get("model", ""),
+                      checkpoint=common.checkpoint_file(args.checkpoint), data_name=data.name)
+
+
 def surface_from_args(args, model, data, grid, comm=None) -> int:
-    """Directions, file names and the computation shared by `surface` and `interpolate`;
-    ``comm`` shares the points among MPI ranks (rank 0 makes the direction file and reports)."""
-    from landscape import sharding
+    """The computation shared by `surface` and `interpolate`: recipes and provenance from the
+    flags, then :func:`landscape.surface.compute_surface`; ``comm`` shares the points among
+    MPI ranks (rank 0 makes the direction file and reports)."""
     from landscape.surface import compute_surface
 
     options = evaluation_options(args)
-    attrs = provenance(args, model, data)
-    directions, dir_file = sharding.on_root(comm, lambda: directions_for(args, model, grid.ndim, attrs))
-    surf_file = args.surf_file or derived_surf_file(dir_file, grid, options)
+    attrs = provenance_from_args(args, model, data)
     computed = []
     start = time.perf_counter()
-    result = compute_surface(model, data, directions=directions, x=grid.axes[0],
-                             y=grid.axes[1] if grid.ndim > 1 else None,
-                             z=grid.axes[2] if grid.ndim > 2 else None, surf_file=surf_file,
-                             dir_file=dir_file, attrs=attrs, comm=comm,
+    result = compute_surface(model, data, directions=recipes_from_args(args, grid.ndim), x=grid.axes[0],
+                             y=grid.axes[1] if grid.ndim > 1 else None, z=grid.axes[2] if grid.ndim > 2 else None,
+                             surf_file=args.surf_file or "auto", dir_file=args.dir_file, dir_type=args.dir_type,
+                             stem=_stem(args), attrs=attrs, comm=comm,
                              on_rows=lambda idx, rows: computed.append(len(idx)), **options)
     if comm is None or comm.Get_rank() == 0:
         report(result, time.perf_counter() - start, sum(computed), 1 if comm is None else comm.Get_size())
@@ -230,10 +172,12 @@ def run(args) -> int:
 
 
 def _setup(args):
-    from landscape.grid import make_grid
-
     import torch
 
-    grid = make_grid(args.x, args.y, args.z)
+    from landscape.grid import make_grid
+
+    if args.x is None and (args.y is not None or args.z is not None):
+        raise ValueError("--y/--z need an explicit --x (e.g. --x=-1:1:51)")
+    grid = make_grid(args.x or "-1:1:51", args.y, args.z)
     torch.manual_seed(args.seed)  # reproducible initial weights when no checkpoint is given
     return (*common.model_and_data(args), grid)

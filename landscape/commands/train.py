@@ -1,11 +1,6 @@
 """`landscape train`: train a model with regularizers, writing a run folder for analysis."""
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-from typing import Sequence
-
 from . import common
 
 HELP = "train a model (per-epoch checkpoints, history.json, model.pt) with optional regularizers"
@@ -47,11 +42,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import torch
-
-    from regularizers.models import load_model
-    from regularizers.registry import make_regularizer
-    from regularizers.train import data_from_config, fit
+    from regularizers.train import train_run
 
     if args.list_models or args.list_regularizers:
         from regularizers.models import list_models
@@ -61,64 +52,21 @@ def run(args) -> int:
         return 0
     if args.model is None:
         raise ValueError("--model is required (a registry name or package.module:factory)")
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
-    data_spec, data_seed = args.data or "digits", args.data_seed or 0
-    data = data_from_config({"data": data_spec, "data_seed": data_seed, "corrupt": args.corrupt})
-    options = common.parse_options(args.model_option)
-    torch.manual_seed(args.seed)
-    model = load_model(args.model, num_classes=data.num_classes, in_channels=data.in_channels, **options)
-    regs = [make_regularizer(spec) for spec in args.reg]
+    data_spec = args.data or "digits"
     out = args.out or f"runs/{args.model.replace(':', '_').replace('.', '_')}-{data_spec.replace('/', '_')}"
-    config = {"model": args.model, "model_options": options, "data": data_spec,
-              "data_seed": data_seed, "corrupt": args.corrupt, "num_classes": data.num_classes,
-              "in_channels": data.in_channels, "regularizers": list(args.reg),
-              "seed": args.seed, "epochs": args.epochs, "lr": args.lr, "optimizer": args.optimizer,
-              "weight_decay": args.weight_decay, "schedule": args.schedule,
-              "batch_size": args.batch_size, "augment": args.augment, "patience": args.patience}
-    schedule_options = dict(step_size=args.step_size, milestones=args.milestones, gamma=args.gamma,
+    schedule_options = dict(step_size=args.step_size, milestones=list(args.milestones), gamma=args.gamma,
                             t0=args.t0, t_mult=args.t_mult)
-    result = fit(model, data, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                 lr=args.lr, momentum=args.momentum, nesterov=args.nesterov,
-                 weight_decay=args.weight_decay, schedule=args.schedule,
-                 schedule_options=schedule_options, regularizers=regs, augment=args.augment,
-                 patience=args.patience, monitor=args.monitor, seed=args.seed, device=args.device,
-                 out=out, resume=not args.no_resume, config=config, progress=not args.quiet)
+    result = train_run(out, model=args.model, data=data_spec, epochs=args.epochs,
+                       model_options=common.parse_options(args.model_option), data_seed=args.data_seed or 0,
+                       normalize=args.normalize or "none", test_fraction=args.test_fraction,
+                       corrupt=args.corrupt, regularizers=args.reg, seed=args.seed,
+                       batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                       momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
+                       schedule=args.schedule, schedule_options=schedule_options, augment=args.augment,
+                       patience=args.patience, monitor=args.monitor, device=args.device,
+                       progress=not args.quiet, resume=not args.no_resume)
     h = result.history
     i = result.best_epoch - 1
-    print(f"{out}: epoch {result.best_epoch}  train acc {h['train_acc'][i]:.1f}%  "
-          f"test acc {h['test_acc'][i]:.1f}%")
+    test = f"  test acc {h['test_acc'][i]:.1f}%" if h["test_acc"][i] == h["test_acc"][i] else "  (no test split)"
+    print(f"{out}: epoch {result.best_epoch}  train acc {h['train_acc'][i]:.1f}%{test}")
     return 0
-
-
-
-def train_cached(folder, *, model: str = "cnn", data: str = "digits", epochs: int = 10,
-                 reg: Sequence[str] = (), lr: float = 0.05, weight_decay: float = 0.0, seed: int = 0,
-                 device: str = "auto", quiet: bool = True) -> Path:
-    """``folder``, a run of ``landscape train`` with these settings, trained unless it is there.
-
-    A folder whose ``model.pt`` exists and whose ``config.json`` holds the same settings is
-    reused; one made with other settings is deleted first (its checkpoints must not be resumed).
-    """
-    from landscape.cli import main as cli
-
-    folder = Path(folder)
-    wanted = {"model": model, "data": data, "epochs": epochs, "regularizers": list(reg),
-              "lr": lr, "weight_decay": weight_decay, "seed": seed}
-    config = folder / "config.json"
-    if config.is_file():
-        found = json.loads(config.read_text())
-        same = all(found.get(k) == v for k, v in wanted.items())
-        if same and (folder / "model.pt").is_file():
-            print(f"reusing the trained run {folder}")
-            return folder
-        if not same:
-            shutil.rmtree(folder)
-    argv = ["train", "--model", model, "--data", data, "--epochs", str(epochs), "--lr", str(lr),
-            "--weight-decay", str(weight_decay), "--seed", str(seed), "--out", str(folder),
-            "--device", device, *(["--quiet"] if quiet else [])]
-    for spec in reg:
-        argv += ["--reg", spec]
-    if cli(argv):
-        raise ValueError(f"training {folder} failed")
-    return folder

@@ -6,6 +6,12 @@ Sec. 7), writes ``trajectory_directions.h5`` (a direction file with the explaine
 surface around the final model in those directions (``trajectory_surface.h5``), on a grid that
 covers the path unless ``--x``/``--y`` are given. ``trajectory.png`` shows the path (over the
 surface's train-loss contours with ``--surface``), the explained variance on the axes.
+
+How much of the path the plane holds is printed and written into the figure's title: the share
+of the path's variance the two PCA directions explain, and each checkpoint's distance from the
+plane (absolute, and relative to its distance from the final model; every checkpoint when there
+are at most 20, else the five farthest). The path file records the share and the largest
+distances as attributes.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import common
-from .surface import add_evaluation_arguments, evaluation_options, provenance, report
+from .surface import add_evaluation_arguments, evaluation_options, provenance_from_args, report
 
 HELP = "PCA directions of a run's checkpoints, the projected optimizer path, optional surface around it"
 
@@ -42,6 +48,18 @@ def path_axis(values: np.ndarray, margin: float, num: int = 21) -> np.ndarray:
     return np.linspace(lo - pad, hi + pad, num)
 
 
+def print_distances(traj, most: int = 20, farthest: int = 5) -> None:
+    """Each checkpoint's distance from the PCA plane (all of them up to ``most``, else the
+    ``farthest`` ones by relative distance)."""
+    order = range(len(traj.labels))
+    if len(traj.labels) > most:
+        order = sorted(np.argsort(traj.relative_distance)[::-1][:farthest])
+        print(f"  the {farthest} checkpoints farthest from the plane, of {len(traj.labels)}:")
+    for t in order:
+        print(f"  {traj.labels[t]}: {traj.distance[t]:.4g} off the plane "
+              f"({100 * traj.relative_distance[t]:.1f} % of its distance to the final model)")
+
+
 def run(args) -> int:
     from landscape.plot import plot_trajectory
     from landscape.store import save_directions, save_projection
@@ -53,14 +71,19 @@ def run(args) -> int:
     args.checkpoint = args.run  # the final model: the run's model.pt
     model, data = common.model_and_data(args)
     traj = run_trajectory(model, args.run, dir_type=args.dir_type, ignore=args.ignore)
-    attrs = provenance(args, model, data)
+    attrs = provenance_from_args(args, model, data)
     dir_file = save_directions(out / "trajectory_directions.h5", traj.directions, attrs)
     path_file = save_projection(out / "trajectory_path.h5", traj.coords, labels=traj.labels,
-                                attrs={**attrs, "dir_file": str(dir_file)})
+                                attrs={**attrs, "dir_file": str(dir_file),
+                                       "explained_fraction": traj.explained_fraction,
+                                       "max_plane_distance": float(traj.distance.max()),
+                                       "max_relative_plane_distance": float(traj.relative_distance.max())})
     ratio = ", ".join(f"{r:.3f}" for r in traj.explained_variance_ratio)
     print(f"{dir_file}: explained variance ratio {ratio}")
     print(f"{path_file}: {len(traj.labels)} checkpoints, x in [{traj.coords[:, 0].min():.3g}, "
           f"{traj.coords[:, 0].max():.3g}], y in [{traj.coords[:, 1].min():.3g}, {traj.coords[:, 1].max():.3g}]")
+    print(f"{path_file}: {traj.summary()}")
+    print_distances(traj)
     if args.surface:
         x = args.x or path_axis(traj.coords[:, 0], args.margin)
         y = args.y or path_axis(traj.coords[:, 1], args.margin)
@@ -75,8 +98,15 @@ def run(args) -> int:
     else:
         surface = None
     figure = out / "trajectory.png"
-    plot_trajectory(traj.coords, traj.explained_variance_ratio, surface, log=True,
-                    label="train loss").savefig(figure, dpi=150, bbox_inches="tight")
+    worst = int(np.argmax(traj.relative_distance))
+    title = (f"the PCA plane explains {100 * traj.explained_fraction:.1f} % of the path's variance\n"
+             f"farthest checkpoint: {traj.labels[worst]}, {traj.distance[worst]:.3g} off the plane "
+             f"({100 * traj.relative_distance[worst]:.1f} % of its distance to the end)")
+    fig = plot_trajectory(traj.coords, traj.explained_variance_ratio, surface, log=True, label="train loss",
+                          title=title)
+    fig.axes[0].annotate(f"{traj.labels[worst]}: {100 * traj.relative_distance[worst]:.0f} % off the plane",
+                         traj.coords[worst], textcoords="offset points", xytext=(6, 6), fontsize="small")
+    fig.savefig(figure, dpi=150, bbox_inches="tight")
     print(f"{figure}: the path over {'the loss contours' if surface else 'the PCA plane'}")
     return 0
 
