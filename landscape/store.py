@@ -32,47 +32,28 @@ state or the new one (values without their ``done`` mark are computed again).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import h5py
 import numpy as np
 import torch
 
-from regularizers.files import atomic_path, kill_point, remove_stale_temps
+from regularizers.files import atomic_path, file_sha256, kill_point, remove_stale_temps, tensors_sha256
 
 from .directions import AXES, Directions, check_fits
 from .grid import Grid
 
 VERSION = 1
 COORDINATES = tuple(f"{a}coordinates" for a in AXES)
-PCA_KEYS = ("explained_variance_ratio", "explained_variance", "singular_values")
+PCA_KEYS = ("explained_variance_ratio", "explained_variance", "singular_values", "eigenvalues")  # meta kept in files
 _INFO_KEYS = ("kind", "norm", "ignore", "seed", "sha256")
+__all__ = ["file_sha256", "tensors_sha256"]  # re-exported: the hashes live in regularizers.files
 
 
 # ----------------------------------------------------------------------------- helpers
-def file_sha256(path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
-    """Hex SHA-256 of tensors' shapes, dtypes and values (independent of device)."""
-    digest = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
 def canonical(value):
     """An attribute value in the form stored and compared: str, int or float."""
     if isinstance(value, bytes):

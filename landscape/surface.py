@@ -10,6 +10,7 @@ MPI ranks (``compute_surface(..., comm=MPI.COMM_WORLD)``).
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple, Union
 
@@ -80,6 +81,49 @@ def _check_options(data, splits, loss, rewrites: dict) -> Tuple[str, ...]:
     return splits
 
 
+AUTO_POINTS = 51
+
+
+def _is_auto(spec) -> bool:
+    return isinstance(spec, str) and spec.split(":")[0].strip() == "auto"
+
+
+def parse_auto(spec: str) -> Tuple[int, float]:
+    """``"auto[:NUM[:FACTOR]]"`` -> ``(num, factor)`` (defaults 51 points, factor 2)."""
+    parts = [p.strip() for p in spec.split(":")][1:]
+    try:
+        num = int(parts[0]) if parts and parts[0] else AUTO_POINTS
+        factor = float(parts[1]) if len(parts) > 1 else 2.0
+    except ValueError:
+        num, factor = 0, 0.0
+    if len(parts) > 2 or num < 2 or not factor > 1:
+        raise ValueError(f"axis {spec!r}: expected auto[:NUM[:FACTOR]] with NUM >= 2 and FACTOR > 1, "
+                         "e.g. auto:51:2")
+    return num, factor
+
+
+def _automatic_axes(model, data, directions, specs, automatic, split, loss, evaluation, progress):
+    """Axes ``-s:s:num`` where the loss along each automatic axis first reaches its factor times
+    the center loss (:func:`landscape.span.auto_span`); the spans as file attributes."""
+    from .span import direction_spans
+
+    options = {k: v for k, v in evaluation.items() if k in ("device", "batch_size", "output", "precision")}
+    axes, attrs = list(specs), {}
+    for i, (num, factor) in automatic.items():
+        one = Directions([directions.axes[i]], directions.dir_type, [directions.info[i]], directions.meta)
+        span = direction_spans(model, data, one, split=split, loss=loss, factor=factor, **options)[0]
+        axis = "xyz"[i]
+        axes[i] = np.linspace(-span.span, span.span, num)
+        attrs.update({f"{axis}span_auto": span.span, f"{axis}span_factor": factor,
+                      f"{axis}span_reached": bool(span.reached)})
+        if progress:
+            reached = "" if span.reached else f" (not reached by {span.span:g}: the span is capped)"
+            print(f"--{axis} auto: the {split} loss reaches {factor:g}x its center value "
+                  f"{span.center_loss:.4g} at +-{span.span:.4g}{reached}; axis -{span.span:.4g}:"
+                  f"{span.span:.4g}:{num}", file=sys.stderr, flush=True)
+    return axes, attrs
+
+
 def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Sequence[AxisRecipe]],
                     x: AxisSpec, y: Optional[AxisSpec] = None, z: Optional[AxisSpec] = None,
                     loss="crossentropy", splits: Optional[Sequence[str]] = None, surf_file=None,
@@ -95,7 +139,9 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
         directions: :class:`Directions`, or one :class:`landscape.files.AxisRecipe` per axis;
             recipes are turned into directions kept in ``dir_file`` (see
             :func:`landscape.files.open_directions`, which also reuses an existing file).
-        x, y, z: grid axes, ``"start:stop:num"`` or increasing coordinate arrays.
+        x, y, z: grid axes, ``"start:stop:num"`` or increasing coordinate arrays, or
+            ``"auto[:NUM[:FACTOR]]"``: ``NUM`` points over ``[-s, s]``, ``s`` the distance at which
+            the loss first reaches ``FACTOR`` times the center loss (recorded in the file).
         loss: a name or callable ``loss(outputs, targets)`` (per-example or batch mean).
         splits: the data splits to evaluate (default: all the data has).
         surf_file: HDF5 file written as points are computed and resumed when it exists (made
@@ -131,8 +177,12 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
     >>> result["train_loss"].tolist()                      # (2a)^2 at a = -1, 0, 1
     [4.0, 0.0, 4.0]
     """
-    grid = make_grid(x, y, z)
+    specs = [a for a in (x, y, z) if a is not None]
+    automatic = {i: parse_auto(spec) for i, spec in enumerate(specs) if _is_auto(spec)}
+    if z is not None and y is None:
+        raise ValueError("a z axis needs a y axis")
     splits = _check_options(data, splits, loss, evaluation)
+    grid = make_grid(*[spec if i not in automatic else "0:0:1" for i, spec in enumerate(specs)])
     if not isinstance(directions, Directions):
         recipes = list(directions)
         if len(recipes) != grid.ndim:
@@ -141,6 +191,10 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
             model, recipes, dir_type=dir_type, dir_file=dir_file, stem=stem, attrs=attrs))
     if grid.ndim != directions.ndim:
         raise ValueError(f"a {grid.ndim}D grid needs {grid.ndim} directions, got {directions.ndim}")
+    if automatic:
+        axes, auto_attrs = on_root(comm, lambda: _automatic_axes(
+            model, data, directions, specs, automatic, splits[0], loss, evaluation, progress))
+        grid, attrs = make_grid(*axes), {**(attrs or {}), **auto_attrs}
     if surf_file == "auto":
         if dir_file is None:
             raise ValueError("surf_file='auto' derives the name from the direction file; give dir_file")

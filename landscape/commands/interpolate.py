@@ -26,9 +26,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from landscape.grid import make_grid
-
     if args.checkpoint is None:
         raise ValueError("--checkpoint (the model at a = 0) is required")
     model, data = common.model_and_data(args)
-    return surface_from_args(args, model, data, make_grid(args.x))
+    return surface_from_args(args, model, data, (args.x,))

@@ -63,10 +63,17 @@ def add_arguments(p) -> None:
     p.add_argument("--model_file2", default=None, help="x direction = this checkpoint - the model")
     p.add_argument("--model_file3", default=None, help="y direction = this checkpoint - the model")
     common.add_data_arguments(p)
-    p.add_argument("--x", default=None, help="x axis start:stop:num, written --x=-1:1:51 (default -1:1:51)")
-    p.add_argument("--y", default=None, help="y axis start:stop:num (2D), e.g. --y=-1:1:51")
+    p.add_argument("--x", default=None,
+                   help="x axis start:stop:num, written --x=-1:1:51 (default -1:1:51), or auto[:NUM[:FACTOR]]: "
+                        "NUM points over [-s, s], s where the loss first reaches FACTOR (2) x the center loss")
+    p.add_argument("--y", default=None, help="y axis start:stop:num or auto[:NUM[:FACTOR]] (2D), e.g. --y=-1:1:51")
     p.add_argument("--z", default=None, help="z axis start:stop:num (3D volume, needs --y)")
     add_direction_arguments(p)
+    p.add_argument("--directions", choices=("random", "hessian"), default="random",
+                   help="random (filter-normalized, or toward --model_file2/3) or hessian: the top "
+                        "Hessian eigenvectors at the model (unit length; eigenvalues kept in the file)")
+    p.add_argument("--hessian-samples", type=int, default=512,
+                   help="training examples (a seeded subset) for the Hessian directions")
     add_evaluation_arguments(p)
     p.add_argument("--mpi", action="store_true",
                    help="initialize MPI even when no launcher is detected (mpiexec and srun are)")
@@ -120,6 +127,39 @@ def recipes_from_args(args, ndim: int) -> list:
     return recipes
 
 
+def hessian_file(args, model, data, ndim: int, attrs: dict):
+    """(Hessian directions, their file): an existing --dir_file as it is, a derived file reused
+    when made with the same settings, else the top-``ndim`` eigenvectors on a seeded subset of
+    --hessian-samples training examples, saved with their eigenvalues."""
+    from analysis.hessian_directions import hessian_directions
+    from landscape.directions import Directions
+    from landscape.store import load_directions, mismatch, read_attrs, save_directions
+    from regularizers.evaluation import seeded_subset
+
+    if args.dir_type == "states":
+        raise ValueError("Hessian directions move the parameters: use --dir_type weights")
+    if args.hessian_samples < 1:
+        raise ValueError(f"--hessian-samples must be positive, got {args.hessian_samples}")
+    settings = {**attrs, "hessian_samples": args.hessian_samples, "hessian_loss": args.loss_name}
+    path = args.dir_file or f"{_stem(args)}_weights_hessian_k={ndim}_seed={args.seed}.h5"
+    if Path(path).exists():
+        found = load_directions(path, model=model, dir_type="weights")
+        differs = mismatch(read_attrs(path), settings) if args.dir_file is None else None
+        if differs:
+            raise ValueError(f"{path} was {differs}; delete it or pass --dir_file")
+        if found.ndim < ndim:
+            raise ValueError(f"{path} holds {found.ndim} direction(s); the grid needs {ndim}")
+        return Directions(found.axes[:ndim], "weights", found.info[:ndim], found.meta), path
+    train = (data.x_train, data.y_train)
+    subset = seeded_subset(*train, args.hessian_samples, args.seed)
+    print(f"Hessian directions: top {ndim} eigenvectors on {len(subset[0])} training examples", flush=True)
+    directions = hessian_directions(model, subset, k=ndim, seed=args.seed, loss=args.loss_name)
+    values = directions.meta["eigenvalues"]
+    print("  eigenvalues " + ", ".join(f"{v:.4g}" for v in values), flush=True)
+    save_directions(path, directions, {**settings, "eigenvalues": values})
+    return directions, path
+
+
 def report(result, seconds: float, computed: int, ranks: int = 1) -> None:
     """One line per file: points computed and speed, then the loss range and the origin's values."""
     import numpy as np
@@ -142,7 +182,7 @@ def provenance_from_args(args, model, data) -> dict:
                       checkpoint=common.checkpoint_file(args.checkpoint), data_name=data.name)
 
 
-def surface_from_args(args, model, data, grid, comm=None) -> int:
+def surface_from_args(args, model, data, axes, comm=None) -> int:
     """The computation shared by `surface` and `interpolate`: recipes and provenance from the
     flags, then :func:`landscape.surface.compute_surface`; ``comm`` shares the points among
     MPI ranks (rank 0 makes the direction file and reports)."""
@@ -152,9 +192,15 @@ def surface_from_args(args, model, data, grid, comm=None) -> int:
     attrs = provenance_from_args(args, model, data)
     computed = []
     start = time.perf_counter()
-    result = compute_surface(model, data, directions=recipes_from_args(args, grid.ndim), x=grid.axes[0],
-                             y=grid.axes[1] if grid.ndim > 1 else None, z=grid.axes[2] if grid.ndim > 2 else None,
-                             surf_file=args.surf_file or "auto", dir_file=args.dir_file, dir_type=args.dir_type,
+    x, y, z = (list(axes) + [None, None])[:3]
+    if getattr(args, "directions", "random") == "hessian":
+        from landscape import sharding
+
+        directions, dir_file = sharding.on_root(comm, lambda: hessian_file(args, model, data, len(axes), attrs))
+    else:
+        directions, dir_file = recipes_from_args(args, len(axes)), args.dir_file
+    result = compute_surface(model, data, directions=directions, x=x, y=y, z=z,
+                             surf_file=args.surf_file or "auto", dir_file=dir_file, dir_type=args.dir_type,
                              stem=_stem(args), attrs=attrs, comm=comm,
                              on_rows=lambda idx, rows: computed.append(len(idx)), **options)
     if comm is None or comm.Get_rank() == 0:
@@ -167,17 +213,22 @@ def run(args) -> int:
 
     comm = sharding.start(force=args.mpi)
     with sharding.guard(comm, "landscape surface"):
-        model, data, grid = sharding.on_all(comm, lambda: _setup(args))
-        return surface_from_args(args, model, data, grid, comm)
+        model, data, axes = sharding.on_all(comm, lambda: _setup(args))
+        return surface_from_args(args, model, data, axes, comm)
 
 
 def _setup(args):
     import torch
 
-    from landscape.grid import make_grid
+    from landscape.grid import parse_axis
+    from landscape.surface import parse_auto
 
     if args.x is None and (args.y is not None or args.z is not None):
         raise ValueError("--y/--z need an explicit --x (e.g. --x=-1:1:51)")
-    grid = make_grid(args.x or "-1:1:51", args.y, args.z)
+    if args.z is not None and args.y is None:
+        raise ValueError("--z needs --y (a 3D volume is x, y, z)")
+    axes = [a for a in (args.x or "-1:1:51", args.y, args.z) if a is not None]
+    for name, spec in zip("xyz", axes):  # checked before anything is loaded
+        parse_auto(spec) if spec.startswith("auto") else parse_axis(spec, name)
     torch.manual_seed(args.seed)  # reproducible initial weights when no checkpoint is given
-    return (*common.model_and_data(args), grid)
+    return (*common.model_and_data(args), tuple(axes))
