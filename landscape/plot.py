@@ -9,10 +9,12 @@ non-positive values too). Accuracy is in percent.
 
 Every ``plot_*`` function takes arrays and returns a :class:`matplotlib.figure.Figure` built
 without pyplot (no global state; save it with ``fig.savefig``). :func:`plot_surface_file` reads
-a surface file and writes the images.
+a surface file and writes the images, each atomically (a temporary file renamed into place), and
+:func:`gaps_note` says how many points of a surface are missing or NaN.
 """
 from __future__ import annotations
 
+import io
 import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+from regularizers.files import atomic_path, atomic_write_bytes
 
 from .store import SurfaceResult, read_surface
 
@@ -404,9 +408,9 @@ def write_vtp(path, x, y, values, *, name: str = "value", log: bool = False,
     array(polys, quads, "Int64", Name="connectivity")
     array(polys, 4 * np.arange(1, len(quads) + 1), "Int64", Name="offsets")
     ET.indent(root)
-    path = Path(path)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
-    return path
+    buffer = io.BytesIO()
+    ET.ElementTree(root).write(buffer, encoding="utf-8", xml_declaration=True)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 # ----------------------------------------------------------------------------- files
@@ -415,9 +419,23 @@ def _save(fig: Figure, out_dir: Path, name: str, formats: Sequence[str]) -> list
     paths = []
     for fmt in formats:
         out = out_dir / f"{name}.{fmt}"
-        fig.savefig(out, dpi=150, bbox_inches="tight", format=fmt)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
         paths.append(out)
     return paths
+
+
+def gaps_note(surface: SurfaceResult) -> Optional[str]:
+    """One line on what a plot of ``surface`` leaves blank: points not computed yet and
+    computed points whose values are NaN (a diverged loss); None when there are none."""
+    missing, nan = surface.missing_count(), surface.nan_count()
+    parts = []
+    if missing:
+        parts.append(f"{missing} of {surface.done.size} points are not computed yet (rerun the "
+                     "same `landscape surface` command to finish them)")
+    if nan:
+        parts.append(f"{nan} computed points are NaN (the loss diverged there)")
+    return f"{surface.path}: " + "; ".join(parts) + "; they are left blank" if parts else None
 
 
 def _value(surface: SurfaceResult, key: str, path) -> np.ndarray:

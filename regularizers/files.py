@@ -1,4 +1,4 @@
-"""Crash-safe files: atomic writes, a run-folder lock, and a test-only kill switch.
+"""Crash-safe files: atomic writes, a run-folder lock, content hashes, and a test-only kill switch.
 
 Every file the toolkit writes goes through :func:`atomic_path` (or the helpers built on it): the
 content is written to a temporary file in the target's folder, flushed and fsynced, renamed over
@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+import torch
 
 KILL_VARIABLE = "LANDSCAPE_KILL_AT"
 _passages: collections.Counter = collections.Counter()
@@ -216,11 +219,29 @@ def atomic_torch_save(obj, path) -> Path:
     Returns:
         ``path`` as a :class:`pathlib.Path`.
     """
-    import torch
-
     with atomic_open(path) as f:
         torch.save(obj, f)
     return Path(path)
+
+
+# ----------------------------------------------------------------------------- hashes
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
+    """Hex SHA-256 of tensors' shapes, dtypes and values (independent of device)."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- processes

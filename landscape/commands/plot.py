@@ -27,15 +27,21 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from landscape.plot import compare_surface_files, plot_surface_file, read_surface
+    import sys
+
+    from landscape.plot import compare_surface_files, gaps_note, plot_surface_file, read_surface
 
     formats = ("png", "pdf") if args.pdf else ("png",)
     scale = dict(vmin=args.vmin, vmax=args.vmax, vlevel=args.vlevel, log=args.log)
-    for path in args.files:
+    surfaces = [read_surface(f) for f in args.files]
+    for path, surface in zip(args.files, surfaces):
+        note = gaps_note(surface)
+        if note:
+            print(f"landscape plot: warning: {note}", file=sys.stderr, flush=True)
         _report(plot_surface_file(path, args.key, args.kinds, args.out, formats, vtp=args.vtp,
                                   zmax=args.zmax, **scale))
     flat_kinds = [k for k in args.kinds if k != "surface3d"]
-    dims = {len(read_surface(f).shape) for f in args.files}
+    dims = {len(s.shape) for s in surfaces}
     if len(args.files) > 1 and (dims == {1} or (dims == {2} and flat_kinds)):
         _report(compare_surface_files(args.files, args.key, flat_kinds, args.out, formats, **scale))
     return 0
