@@ -226,7 +226,8 @@ def describe_difference(d: Difference, label: str) -> str:
 
 
 def findings_text(comparison: GroupComparison, labels: Mapping[str, str],
-                  correlations: Sequence[Correlation] = (), target_label: str = "test accuracy") -> list[str]:
+                  correlations: Sequence[Correlation] = (), target_label: str = "test accuracy",
+                  correlation_labels: Mapping[str, str] | None = None) -> list[str]:
     """The Findings: one plain sentence (or paragraph) per item, generated from the numbers.
 
     Args:
@@ -234,6 +235,7 @@ def findings_text(comparison: GroupComparison, labels: Mapping[str, str],
         labels: ``{metric: readable label}``; only these metrics are discussed, in this order.
         correlations: from :func:`rank_correlations`.
         target_label: what the correlations are taken with.
+        correlation_labels: ``{metric: label}`` of the correlated measures (default ``labels``).
 
     Returns:
         The sentences, in order: noise caveats, per group what changed beyond noise and what did
@@ -272,7 +274,7 @@ def findings_text(comparison: GroupComparison, labels: Mapping[str, str],
         n = max(c.n for c in decided)
         parts = []
         for c in decided:
-            label = labels.get(c.metric, c.metric)
+            label = (correlation_labels or labels).get(c.metric, c.metric)
             if c.tracks is None:
                 parts.append(f"{label} rho {c.rho:+.2f} (too few runs for an interval)")
             else:

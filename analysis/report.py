@@ -1,10 +1,13 @@
-"""Diagnose trained runs with one call (``landscape diagnose``): an HTML report of learning curves,
-filter geometry, curvature and a small filter-normalized loss landscape.
+"""Diagnose trained models with one call (``landscape diagnose``): an HTML report that reaches
+conclusions across seeds -- learning curves, filter geometry, curvature and a small
+filter-normalized loss landscape, grouped, with intervals, differences and Findings.
 
-:func:`diagnose` reads run folders written by ``landscape train`` (see CONTRACTS.md) and writes
-into ``out``: PNG figures, the surface HDF5 files, ``summary.json`` (the :class:`Settings` and a
-:class:`RunSummary` per run) and ``report.html``. Several runs share every figure (overlaid or
-side by side) and one comparison table.
+:func:`diagnose` takes run folders written by ``landscape train`` and models trained anywhere
+(:func:`from_checkpoint`), groups the runs (explicitly, or run folders whose ``config.json``
+differ only in ``seed``), measures every run (:func:`summarize`), compares the groups with
+:mod:`analysis.findings` and writes into ``out``: PNG figures, the surface HDF5 files,
+``summary.json`` (everything the report shows: settings, groups, each run's numbers, group
+statistics, differences, rank correlations, the Findings) and ``report.html``.
 """
 from __future__ import annotations
 
@@ -12,21 +15,23 @@ import dataclasses
 import html
 import json
 import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from torch import nn
 
-from analysis.angles import (angle_histogram, min_angle_table, minimal_angles, named_layers,
-                             plot_angle_histogram, plot_min_angles)
+from analysis.angles import angle_histogram, minimal_angles, named_layers, plot_angle_histogram
 from analysis.curvature import hessian_trace, rho_sharpness, top_eigenvalues
+from analysis.findings import (Correlation, GroupComparison, Stat, compare_groups, findings_text,
+                               rank_correlations)
 from analysis.generalization import plot_gap, plot_learning_curves
 from analysis.similarity import (count_above, cosine_matrix, filter_norms, plot_cosine_matrices,
-                                 plot_filter_norms, plot_stable_ranks, stable_ranks)
+                                 stable_ranks)
+from regularizers.evaluation import evaluate, seeded_subset
 
 COSINE_THRESHOLD = 0.2
 
@@ -34,18 +39,24 @@ COSINE_THRESHOLD = 0.2
 @dataclass
 class Settings:
     """How the numbers are measured. Curvature uses ``samples`` training examples (a seeded
-    random subset); surfaces use at most ``surface_samples`` examples of each split."""
+    random subset) and the parameters ``params`` (``"all"``: every parameter, as PyHessian and
+    the exact Hessian; ``"weights"``: conv and linear weights only). Surfaces use at most
+    ``surface_samples`` examples of each split; the 1D basin width is measured where the training
+    loss has risen ``basin_rise`` nats above its value at the model. Intervals have coverage
+    ``confidence``."""
 
     samples: int = 512            # training examples for Hessian eigenvalue, trace, sharpness
     probes: int = 30              # Hutchinson probes of the trace
     eig_tol: float = 1e-3         # Lanczos tolerance of the top eigenvalue
     rho: float = 0.05             # radius of the SAM (rho) sharpness
+    params: str = "all"           # curvature parameters: "all" or "weights"
     surface: bool = True
     points_1d: int = 21           # 1D grid over [-span, span]
     points_2d: int = 11           # 2D grid: points_2d x points_2d
     span: float = 1.0
     surface_samples: int = 2000
-    layer: int = -2               # layer index of the cosine heat map (-2: the last hidden layer)
+    basin_rise: float = 1.0       # rise of the train loss (nats) at which the 1D basin width is measured
+    confidence: float = 0.95
     seed: int = 0                 # data subsets, probes, directions
 
 
@@ -61,19 +72,23 @@ class LayerSummary:
     min_angle: float              # smallest angle between any two filters
     mean_min_angle: float         # mean over filters of each filter's minimal angle
     pairs_above: int              # filter pairs with cosine > COSINE_THRESHOLD
+    pairs: int                    # filters * (filters - 1) / 2
     stable_rank: float
     mean_norm: float              # mean filter norm
 
 
 @dataclass
 class RunSummary:
-    """The numbers of one run (accuracies in percent, evaluated from the run's ``model.pt``)."""
+    """The numbers of one run (accuracies in percent, losses in nats, evaluated from the model
+    as loaded; NaN for a split the data does not have)."""
 
     name: str
-    folder: str
+    group: str
+    source: str                   # run folder, or the checkpoint file of a model trained elsewhere
     model: str
-    regularizers: List[str]
-    epochs: int
+    regularizers: list[str]
+    seed: int | None
+    epochs: int | None
     train_loss: float
     train_acc: float
     test_loss: float
@@ -85,187 +100,378 @@ class RunSummary:
     hessian_trace: float
     trace_stderr: float
     sharpness: float              # L(w + rho g / |g|) - L(w)
-    layers: List[LayerSummary] = field(default_factory=list)
-    surfaces: List[str] = field(default_factory=list)   # 1d/NAME.h5, 2d/NAME.h5 in the out dir
+    basin_width: float = math.nan  # width of the 1D basin at Settings.basin_rise (direction units)
+    layers: list[LayerSummary] = field(default_factory=list)
+    surfaces: list[str] = field(default_factory=list)   # 1d/NAME.h5, 2d/NAME.h5 in the out dir
 
 
-def subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0):
-    """A seeded random subset of at most ``n`` examples of ``(x, y)``."""
-    keep = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
-    return x[keep], y[keep]
+@dataclass
+class ModelSource:
+    """One model to diagnose: a run folder, or a model trained anywhere (``history`` None)."""
+
+    name: str
+    model: nn.Module
+    data: object                  # a regularizers.data.Dataset
+    history: dict | None
+    config: dict
+    files: list[str]              # the files it was read from
+    folder: Path | None = None
+
+    @property
+    def source(self) -> str:
+        return str(self.folder) if self.folder is not None else self.config["checkpoint"]
 
 
-def layer_summaries(model: nn.Module) -> List[LayerSummary]:
+def from_run(folder, name: str | None = None) -> ModelSource:
+    """A run folder of ``landscape train`` (its recorded data and normalization are used)."""
+    from regularizers.train import load_run
+
+    folder = Path(folder)
+    model, data, history = load_run(folder)
+    config = json.loads((folder / "config.json").read_text())
+    files = [str(folder / f) for f in ("config.json", "history.json", "model.pt")]
+    return ModelSource(name or folder.name, model, data, history, config, files, folder)
+
+
+def from_checkpoint(model: str, checkpoint, data: str, *, name: str | None = None,
+                    normalize: str = "none", options: Mapping | None = None) -> ModelSource:
+    """A model trained anywhere: ``model`` is a registry name or ``package.module:factory``,
+    ``checkpoint`` a state-dict file, ``data`` a data spec used as stored unless ``normalize``
+    says otherwise (``none``, ``standardize`` or ``MEAN,STD``)."""
+    from regularizers.models import load_model
+    from regularizers.train import data_from_config
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    config = {"model": model, "model_options": dict(options or {}), "checkpoint": str(path),
+              "data": data, "normalize": normalize}
+    dataset = data_from_config(config)
+    net = load_model(model, num_classes=dataset.num_classes, in_channels=dataset.in_channels,
+                     checkpoint=str(path), **config["model_options"])
+    return ModelSource(name or path.stem, net, dataset, None, config, [str(path)])
+
+
+# ------------------------------------------------------------------------------------ measures
+def layer_summaries(model: nn.Module) -> list[LayerSummary]:
     """One :class:`LayerSummary` per Conv/Linear layer of ``model``."""
     ranks, norms = stable_ranks(model), filter_norms(model)
     out = []
     for (name, w), rank, norm in zip(named_layers(model), ranks, norms):
-        mins = minimal_angles(w)
-        out.append(LayerSummary(name, int(w.shape[0]), float(mins.min()), float(mins.mean()),
-                                count_above(cosine_matrix(w), COSINE_THRESHOLD), float(rank),
-                                float(norm.mean())))
+        mins, n = minimal_angles(w), int(w.shape[0])
+        out.append(LayerSummary(name, n, float(mins.min()), float(mins.mean()),
+                                count_above(cosine_matrix(w), COSINE_THRESHOLD), n * (n - 1) // 2,
+                                float(rank), float(norm.mean())))
     return out
 
 
-def summarize(name: str, folder, model: nn.Module, data, history: dict, settings: Settings,
-              device="cpu") -> RunSummary:
-    """Accuracies, filter geometry and curvature of one trained model."""
-    from regularizers.train import evaluate
+def _split_metrics(model: nn.Module, data, split: str, device) -> tuple[float, float]:
+    if getattr(data, f"x_{split}", None) is None:
+        return math.nan, math.nan
+    return evaluate(model, data, split=split, device=device)
 
-    config = json.loads((Path(folder) / "config.json").read_text())
-    model = model.to(device)
-    train_loss, train_acc = evaluate(model, data.x_train.to(device), data.y_train.to(device))
-    test_loss, test_acc = evaluate(model, data.x_test.to(device), data.y_test.to(device))
-    layers = layer_summaries(model)
+
+def summarize(source: ModelSource, settings: Settings, device="cpu", group: str = "") -> RunSummary:
+    """Accuracies, losses, filter geometry and curvature of one model (no surface yet)."""
+    model = source.model.to(device)
+    data = source.data
+    train_loss, train_acc = _split_metrics(model, data, "train", device)
+    test_loss, test_acc = _split_metrics(model, data, "test", device)
     all_mins = np.concatenate([minimal_angles(w) for _, w in named_layers(model)])
-    x, y = (t.to(device) for t in subset(data.x_train, data.y_train, settings.samples, settings.seed))
-    eig = top_eigenvalues(model, x, y, k=1, seed=settings.seed, tol=settings.eig_tol)
-    trace = hessian_trace(model, x, y, num_probes=settings.probes, seed=settings.seed)
-    sharp = rho_sharpness(model, x, y, rho=settings.rho)
-    return RunSummary(name, str(folder), config.get("model", "?"), list(config.get("regularizers", [])),
-                      len(history["epoch"]), train_loss, train_acc, test_loss, test_acc,
-                      train_acc - test_acc, float(all_mins.min()), float(all_mins.mean()),
-                      float(eig.values[0]), trace.mean, trace.stderr, sharp.value, layers)
+    subset = tuple(t.to(device) for t in seeded_subset(data.x_train, data.y_train, settings.samples,
+                                                         settings.seed))
+    eig = top_eigenvalues(model, subset, k=1, seed=settings.seed, tol=settings.eig_tol, params=settings.params)
+    trace = hessian_trace(model, subset, num_probes=settings.probes, seed=settings.seed, params=settings.params)
+    sharp = rho_sharpness(model, subset, rho=settings.rho, params=settings.params)
+    config, history = source.config, source.history
+    return RunSummary(source.name, group or source.name, source.source, config.get("model", "?"),
+                      list(config.get("regularizers", [])), config.get("seed"),
+                      len(history["epoch"]) if history else None, train_loss, train_acc, test_loss,
+                      test_acc, train_acc - test_acc, float(all_mins.min()), float(all_mins.mean()),
+                      float(eig.values[0]), trace.mean, trace.stderr, sharp.value,
+                      layers=layer_summaries(model))
 
 
-def landscape_files(model: nn.Module, data, out, stem: str, *, points_1d: int = 21,
-                    points_2d: int = 11, span: float = 1.0, samples: int = 2000, seed: int = 0,
-                    device=None, progress: bool = True) -> Tuple[Path, Path]:
-    """A filter-normalized random 1D line and 2D plane around ``model`` (directions from
-    ``seed``, BN and biases fixed), on at most ``samples`` examples per split; written to
-    ``out/1d/<stem>.h5`` and ``out/2d/<stem>.h5`` (recomputed when present)."""
-    from landscape.directions import random_directions
-    from landscape.surface import compute_surface
+def basin_width(x: np.ndarray, loss: np.ndarray, threshold: float) -> float:
+    """Width of the basin around ``x = 0`` where ``loss <= threshold`` along a 1D line.
 
-    splits = {"train": subset(data.x_train, data.y_train, samples, seed),
-              "test": subset(data.x_test, data.y_test, samples, seed)}
-    paths = []
-    for ndim, num in ((1, points_1d), (2, points_2d)):
-        path = Path(out) / f"{ndim}d" / f"{stem}.h5"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        axis = f"{-span}:{span}:{num}"
-        compute_surface(model, splits, directions=random_directions(model, ndim=ndim, seed=seed),
-                        x=axis, y=axis if ndim == 2 else None, surf_file=path, device=device,
-                        progress=progress)
-        paths.append(path)
-    return paths[0], paths[1]
+    Args:
+        x: ``(n,)`` increasing coordinates holding 0 (direction units).
+        loss: ``(n,)`` loss at each coordinate.
+        threshold: the loss level.
+
+    Returns:
+        The distance between the two crossings of ``threshold`` nearest to 0 on either side,
+        linearly interpolated between grid points; a side that never crosses counts up to the
+        grid's end (the width is then a lower bound). 0 when the loss at 0 is above the level.
+    """
+    x, loss = np.asarray(x, float), np.asarray(loss, float)
+    centre = int(np.argmin(np.abs(x)))
+    if not loss[centre] <= threshold:
+        return 0.0
+
+    def edge(step: int) -> float:
+        i = centre
+        while 0 <= i + step < len(x) and loss[i + step] <= threshold:
+            i += step
+        j = i + step
+        if not 0 <= j < len(x):
+            return x[i]
+        return x[i] + (threshold - loss[i]) / (loss[j] - loss[i]) * (x[j] - x[i])
+
+    return float(edge(1) - edge(-1))
 
 
-def run_names(folders: Sequence[Path]) -> List[str]:
+def run_names(folders: Sequence[Path]) -> list[str]:
     """Short unique names: the folder name, with its parent's when two runs share one."""
     names = [f.name for f in folders]
     return [f"{f.parent.name}/{f.name}" if names.count(f.name) > 1 else f.name for f in folders]
 
 
+# ------------------------------------------------------------------------------------ groups
+SEED_SUFFIX = re.compile(r"[-_.]?(seed|s)?\d+$")
+
+
+def _group_name(names: Sequence[str]) -> str:
+    """The members' common name without a trailing seed number (``base-s0``, ``base-s1`` -> ``base``)."""
+    stems = {SEED_SUFFIX.sub("", n) for n in names}
+    if len(stems) == 1 and next(iter(stems)):
+        return next(iter(stems))
+    prefix = names[0]
+    for n in names[1:]:
+        while not n.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix.rstrip("-_./") or names[0]
+
+
+def make_groups(sources: Sequence[ModelSource], explicit: Mapping[str, Sequence[str]] | None = None
+                ) -> tuple[dict[str, list[str]], list[str]]:
+    """Group the sources: ``explicit`` groups first (members named by source name or run
+    folder path), then run folders whose ``config.json`` equal each other except for ``seed``,
+    then every other source on its own.
+
+    Returns:
+        ``({group: [source names]}, [sentences saying how each group was formed])``.
+    """
+    by_key = {s.name: s for s in sources}
+    by_key.update({str(s.folder): s for s in sources if s.folder is not None})
+    groups, how, taken = {}, [], set()
+    for group, members in (explicit or {}).items():
+        names = []
+        for m in members:
+            if m not in by_key:
+                raise ValueError(f"group {group!r}: {m!r} is neither a run folder nor a model name given")
+            names.append(by_key[m].name)
+        if group in groups:
+            raise ValueError(f"group {group!r} is given twice")
+        twice = taken.intersection(names)
+        if twice:
+            raise ValueError(f"{sorted(twice)[0]!r} is in two groups")
+        groups[group], taken = names, taken | set(names)
+        how.append(f"{group}: {', '.join(names)} (grouped with --group).")
+    pending: dict[str, list[ModelSource]] = {}
+    for s in sources:
+        if s.name in taken:
+            continue
+        if s.folder is None or "seed" not in s.config:
+            pending[f"single:{s.name}"] = [s]
+            continue
+        key = json.dumps({k: v for k, v in s.config.items() if k != "seed"}, sort_keys=True)
+        pending.setdefault(key, []).append(s)
+    for key, members in pending.items():
+        names = [m.name for m in members]
+        name = _group_name(names) if len(members) > 1 else names[0]
+        while name in groups:
+            name += "'"
+        groups[name] = names
+        if len(members) > 1:
+            seeds = ", ".join(str(m.config["seed"]) for m in members)
+            how.append(f"{name}: {', '.join(names)} (grouped automatically: their config.json are "
+                       f"equal except for seed = {seeds}).")
+        else:
+            alone = " (no other run folder differs from it only in seed)" if members[0].folder else ""
+            how.append(f"{name}: a single run{alone}.")
+    return groups, how
+
+
+# ------------------------------------------------------------------------------------ metrics
+TOP_METRICS = {  # summary metric -> label (units)
+    "test_acc": "test accuracy (%)", "test_loss": "test loss", "train_acc": "train accuracy (%)",
+    "train_loss": "train loss", "gap": "train - test accuracy (points)",
+    "min_angle": "minimal filter angle, all layers (deg)",
+    "mean_min_angle": "mean minimal filter angle, all layers (deg)",
+    "top_eigenvalue": "top Hessian eigenvalue", "hessian_trace": "Hessian trace",
+    "sharpness": "rho-sharpness", "basin_width": "1D basin width",
+}
+LAYER_METRICS = {  # LayerSummary field -> label
+    "min_angle": "minimal angle (deg)", "mean_min_angle": "mean minimal angle (deg)",
+    "pairs_above": f"pairs with cos > {COSINE_THRESHOLD}", "mean_norm": "mean filter norm",
+    "stable_rank": "stable rank",
+}
+GEOMETRY = ("min_angle", "mean_min_angle", "pairs_above", "mean_norm", "top_eigenvalue",
+            "hessian_trace", "sharpness", "basin_width")
+FINDINGS_ORDER = ("min_angle/", "pairs_above/", "mean_norm/", "top_eigenvalue", "hessian_trace",
+                  "sharpness", "basin_width", "gap", "test_acc", "test_loss")
+
+
+def run_metrics(s: RunSummary) -> dict[str, float]:
+    """A run's numbers as one flat ``{metric: value}`` dict: :data:`TOP_METRICS`, the totals
+    ``pairs_above`` and ``mean_norm`` over layers, and ``FIELD/LAYER`` for every per-layer field."""
+    values = {k: float(getattr(s, k)) for k in TOP_METRICS}
+    values["pairs_above"] = float(sum(layer.pairs_above for layer in s.layers))
+    values["mean_norm"] = float(np.mean([layer.mean_norm for layer in s.layers]))
+    for layer in s.layers:
+        for key in LAYER_METRICS:
+            values[f"{key}/{layer.name}"] = float(getattr(layer, key))
+    return values
+
+
+def metric_label(metric: str) -> str:
+    """The readable label of a metric key of :func:`run_metrics`."""
+    if "/" in metric:
+        key, layer = metric.split("/", 1)
+        return f"{LAYER_METRICS.get(key, key)} of {layer}"
+    return {**TOP_METRICS, "pairs_above": f"pairs with cos > {COSINE_THRESHOLD}, all layers",
+            "mean_norm": "mean filter norm, all layers"}.get(metric, metric)
+
+
+def findings_labels(metrics: Sequence[str]) -> dict[str, str]:
+    """``{metric: label}`` of the metrics the Findings discuss, in :data:`FINDINGS_ORDER`."""
+    ordered = [m for prefix in FINDINGS_ORDER for m in metrics
+               if (m.startswith(prefix) if prefix.endswith("/") else m == prefix)]
+    return {m: metric_label(m) for m in ordered}
+
+
+# ------------------------------------------------------------------------------------ figures
 def _save(fig, out: Path, name: str) -> str:
     fig.savefig(out / name, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return name
 
 
-def _layer_index(models: Dict[str, nn.Module], layer: int) -> int:
-    """``layer`` when every model has that layer index, else 0."""
-    return layer if all(-len(named_layers(m)) <= layer < len(named_layers(m)) for m in models.values()) else 0
+def plot_layer_metric(comparison: GroupComparison, key: str, layers: Sequence[str], ylabel: str):
+    """Group mean and interval of ``key/<layer>`` per layer, layer names on the x axis."""
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(layers) + 2), 4))
+    groups = list(comparison.groups)
+    width = 0.6 / max(1, len(groups) - 1) if len(groups) > 1 else 0
+    for k, group in enumerate(groups):
+        stats = [comparison.stats.get(f"{key}/{layer}", {}).get(group) for layer in layers]
+        mean = np.array([s.mean if s else math.nan for s in stats])
+        low = np.array([s.low if s else math.nan for s in stats])
+        high = np.array([s.high if s else math.nan for s in stats])
+        xs = np.arange(len(layers)) + (k - (len(groups) - 1) / 2) * width * 0.5
+        err = np.vstack([mean - low, high - mean])
+        ax.errorbar(xs, mean, yerr=np.where(np.isfinite(err), err, 0), marker="o", capsize=3,
+                    label=f"{group} (n={comparison.groups[group]})")
+    ax.set_xticks(np.arange(len(layers)), layers, rotation=30, ha="right")
+    ax.set(xlabel="layer", ylabel=ylabel)
+    ax.legend()
+    return fig
 
 
-def geometry_figures(models: Dict[str, nn.Module], out: Path, layer: int) -> List[Tuple[str, str]]:
-    """Minimal angles per layer, angle histogram, cosine heat maps of ``layer``, filter norms and
-    stable ranks; ``[(png name, caption)]``."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, model in models.items():  # one table each: runs may differ in architecture
-        plot_min_angles(min_angle_table({name: model}), ax=ax)
-    figures = [(_save(fig, out, "min_angles.png"),
-                "Minimal pairwise filter angle per layer (solid) and mean minimal angle (dashed).")]
-    figures.append((_save(plot_angle_histogram(angle_histogram(models, "minimal")), out,
-                          "angle_histogram.png"), "Histogram of every filter's minimal angle, all layers."))
-    names = ", ".join(f"{n}: {named_layers(m)[layer][0]}" for n, m in models.items())
-    figures.append((_save(plot_cosine_matrices(models, layer, COSINE_THRESHOLD), out, "cosine.png"),
-                    f"Filter cosine similarity of layer {layer} ({names}); titles count pairs "
-                    f"above {COSINE_THRESHOLD}."))
-    figures.append((_save(plot_filter_norms(models), out, "filter_norms.png"),
-                    "Filter norms per layer (norm loss drives them to 1, dotted)."))
-    figures.append((_save(plot_stable_ranks(models), out, "stable_ranks.png"),
-                    "Stable rank ||W||_F^2 / ||W||_2^2 per layer."))
+def shared_layers(summaries: Sequence[RunSummary]) -> list[str]:
+    """Layer names present in every run, in the first run's order."""
+    names = [layer.name for layer in summaries[0].layers]
+    return [n for n in names if all(any(layer.name == n for layer in s.layers) for s in summaries)]
+
+
+def largest_change_layer(comparison: GroupComparison, layers: Sequence[str],
+                         summaries: Sequence[RunSummary]) -> str | None:
+    """The layer whose fraction of filter pairs above the cosine threshold differs most (in
+    absolute value) between any group and the baseline; None with one group."""
+    pairs = {layer.name: layer.pairs for layer in summaries[0].layers}
+    best, best_change = None, -1.0
+    for layer in layers:
+        for diff in comparison.differences.get(f"pairs_above/{layer}", {}).values():
+            change = abs(diff.stat.mean) / max(1, pairs[layer])
+            if math.isfinite(change) and change > best_change:
+                best, best_change = layer, change
+    return best
+
+
+def cosine_figure(models: Mapping[str, nn.Module], layer: str | None = None):
+    """Cosine heat maps of the layer named ``layer`` (None: each model's first layer), one panel
+    per model that has it, titled with the model's name, the layer and the count above the
+    threshold."""
+    weights = {}
+    for name, model in models.items():
+        found = [(n, w) for n, w in named_layers(model) if layer is None or n == layer]
+        if found:
+            weights[f"{name}, {found[0][0]}\n{found[0][1].shape[0]} filters"] = found[0][1]
+    return plot_cosine_matrices(weights, 0, COSINE_THRESHOLD)
+
+
+def geometry_figures(comparison: GroupComparison, summaries: Sequence[RunSummary],
+                     representatives: Mapping[str, nn.Module], out: Path) -> list[tuple[str, str]]:
+    """Per-layer geometry with group intervals (layers every run has), the angle histogram and
+    cosine heat maps of the first layer and of the layer with the largest change;
+    ``[(png name, caption)]``."""
+    layers = shared_layers(summaries)
+    pct = f"{100 * comparison.confidence:g}%"
+    figures = []
+    for key, file in (("min_angle", "min_angles.png"), ("pairs_above", "pairs_above.png"),
+                      ("mean_norm", "filter_norms.png"), ("stable_rank", "stable_ranks.png")):
+        if layers:
+            figures.append((_save(plot_layer_metric(comparison, key, layers, LAYER_METRICS[key]), out, file),
+                            f"{LAYER_METRICS[key].capitalize()} per layer: group mean and {pct} t-interval "
+                            "over the group's runs (no bar for a single run)."))
+    figures.append((_save(plot_angle_histogram(angle_histogram(representatives, "minimal")), out,
+                          "angle_histogram.png"),
+                    "Histogram of every filter's minimal angle, all layers, first run of each group."))
+    figures.append((_save(cosine_figure(representatives), out, "cosine_first.png"),
+                    "Filter cosine similarity of the first layer (the layer of MMA's Fig. 1), first run "
+                    f"of each group; titles count pairs above {COSINE_THRESHOLD}."))
+    largest = largest_change_layer(comparison, layers, summaries)
+    if largest is not None and largest != layers[0]:
+        figures.append((_save(cosine_figure(representatives, largest), out, "cosine_largest_change.png"),
+                        f"Filter cosine similarity of {largest}, the layer whose share of pairs above "
+                        f"{COSINE_THRESHOLD} changed most against the baseline (group means), first run "
+                        "of each group."))
     return figures
 
 
-def landscape_figures(files: Dict[str, Tuple[Path, Path]], out: Path) -> List[Tuple[str, str]]:
-    """1D curves overlaid and 2D train-loss contours side by side; ``[(png name, caption)]``."""
+def landscape_figures(files: Mapping[str, tuple[Path, Path]], out: Path, conf: Settings) -> list[tuple[str, str]]:
+    """1D curves overlaid and 2D train-loss contours side by side, log-scaled;
+    ``[(png name, caption)]``."""
     from landscape.plot import compare_surface_files
 
-    one = compare_surface_files([f[0] for f in files.values()], out_dir=out)
-    two = compare_surface_files([f[1] for f in files.values()], kinds=("contour",), out_dir=out)
-    return [(one[0].name, "Loss (solid train, dashed test) and accuracy along one filter-normalized "
-                          "random direction."),
-            (two[0].name, "Train loss over a filter-normalized random plane (shared levels).")]
+    one = compare_surface_files([f[0] for f in files.values()], out_dir=out, log=True)
+    two = compare_surface_files([f[1] for f in files.values()], kinds=("contour",), out_dir=out, log=True)
+    where = (f"filter-normalized random direction(s) (seed {conf.seed}, biases and BN fixed), span "
+             f"±{conf.span:g}, at most {conf.surface_samples} examples per split, first run of each group")
+    return [(one[0].name, f"Loss (log scale; solid train, dashed test) and accuracy along one {where}. "
+                          f"The basin width is measured where the train loss has risen {conf.basin_rise:g} "
+                          "above its value at the model (a side that stays lower counts to the grid's "
+                          "end: the width is then a lower bound)."),
+            (two[0].name, f"Train loss over a plane of two {where}; log-spaced contour levels shared "
+                          "by the panels.")]
 
 
+def learning_figures(histories: Mapping[str, dict], out: Path) -> list[tuple[str, str]]:
+    """Learning curves (losses on a log scale) and the generalization gap of every run with a history."""
+    fig = plot_learning_curves(histories)
+    for ax in fig.axes[:2]:
+        ax.set_yscale("log")
+    return [(_save(fig, out, "learning_curves.png"),
+             "Train loss, test loss (log scale) and test accuracy per epoch, every run with a history."),
+            (_save(plot_gap(histories), out, "gap.png"),
+             "Generalization gap per epoch: train - test accuracy and test - train loss.")]
+
+
+# ------------------------------------------------------------------------------------ diagnose
 def _say(progress: bool, message: str) -> None:
     if progress:
         print(f"diagnose: {message}", flush=True)
 
 
-def diagnose(runs: Sequence, out=None, surface: bool = True, *, quick: bool = False,
-             device="cpu", progress: bool = True, **settings) -> Path:
-    """Diagnose one or more run folders; return the path of ``report.html``.
-
-    ``out`` defaults to ``<run>/diagnosis`` for one run and ``diagnosis/`` for several.
-    ``quick`` uses the small :data:`QUICK` settings; other keywords set :class:`Settings` fields.
-    """
-    from regularizers.train import load_run
-
-    folders = [Path(r) for r in runs]
-    if not folders:
-        raise ValueError("no run folder given")
-    conf = Settings(surface=surface, **{**(QUICK if quick else {}), **settings})
-    out = Path(out) if out is not None else (folders[0] / "diagnosis" if len(folders) == 1 else Path("diagnosis"))
-    out.mkdir(parents=True, exist_ok=True)
-    names = run_names(folders)
-    models, histories, summaries, files = {}, {}, [], {}
-    for i, (name, folder) in enumerate(zip(names, folders)):
-        _say(progress, f"[{i + 1}/{len(folders)}] {name}: loading {folder}")
-        model, data, history = load_run(folder)
-        _say(progress, f"[{i + 1}/{len(folders)}] {name}: accuracy, filter geometry, curvature "
-                       f"on {conf.samples} training samples")
-        summary = summarize(name, folder, model, data, history, conf, device)
-        if conf.surface:
-            _say(progress, f"[{i + 1}/{len(folders)}] {name}: 1D ({conf.points_1d} points) and 2D "
-                           f"({conf.points_2d}x{conf.points_2d}) loss landscape")
-            stem = name.replace("/", "_")
-            files[name] = landscape_files(model, data, out, stem, points_1d=conf.points_1d,
-                                          points_2d=conf.points_2d, span=conf.span,
-                                          samples=conf.surface_samples, seed=conf.seed,
-                                          device=device, progress=False)
-            summary.surfaces = [p.relative_to(out).as_posix() for p in files[name]]
-        summaries.append(summary)
-        models[name], histories[name] = model.cpu(), history
-        _say(progress, f"{name}: test acc {summary.test_acc:.1f}%  gap {summary.gap:.1f}  min angle "
-                       f"{summary.min_angle:.1f} deg  top eig {summary.top_eigenvalue:.3g}  "
-                       f"sharpness {summary.sharpness:.3g}")
-    _say(progress, "figures")
-    sections = {
-        "Learning curves": [(_save(plot_learning_curves(histories), out, "learning_curves.png"),
-                             "Train loss, test loss and test accuracy per epoch."),
-                            (_save(plot_gap(histories), out, "gap.png"),
-                             "Generalization gap: train - test accuracy and test - train loss.")],
-        "Filter geometry": geometry_figures(models, out, _layer_index(models, conf.layer)),
-    }
-    if files:
-        sections["Loss landscape"] = landscape_figures(files, out)
-    (out / "summary.json").write_text(json.dumps(
-        _finite({"settings": dataclasses.asdict(conf), "runs": [dataclasses.asdict(s) for s in summaries]}),
-        indent=1))
-    report = out / "report.html"
-    report.write_text(render_html(summaries, conf, sections))
-    _say(progress, f"wrote {report}")
-    return report
-
-
 def _finite(value):
-    """JSON-safe copy: non-finite floats become None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+    """JSON-safe copy: non-finite floats become None, dataclasses dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -273,49 +479,214 @@ def _finite(value):
     return value
 
 
+def diagnose(runs: Sequence = (), out=None, surface: bool = True, *,
+             models: Sequence[ModelSource] = (), groups: Mapping[str, Sequence[str]] | None = None,
+             baseline: str | None = None, quick: bool = False, device="cpu", progress: bool = True,
+             **settings) -> Path:
+    """Diagnose run folders and models trained anywhere; return the path of ``report.html``.
+
+    Args:
+        runs: run folders written by ``landscape train`` (or :func:`regularizers.train.fit`).
+        out: report folder; default ``<run>/diagnosis`` for one run, ``diagnosis/`` otherwise.
+        surface: compute the 1D and 2D loss landscapes.
+        models: models trained elsewhere, from :func:`from_checkpoint`.
+        groups: ``{group: [run folder or model name, ...]}``; the rest is grouped by seed.
+        baseline: the group the others are compared against (default: the first).
+        quick: the small :data:`QUICK` settings; other keywords set :class:`Settings` fields.
+        device: where the numbers are computed.
+
+    Returns:
+        The path of ``report.html``; ``summary.json`` lies beside it.
+    """
+    unknown = set(settings) - {f.name for f in dataclasses.fields(Settings)}
+    if unknown:
+        raise TypeError(f"diagnose() got an unknown setting {sorted(unknown)[0]!r}")
+    conf = Settings(surface=surface, **{**(QUICK if quick else {}), **settings})
+    if conf.params not in ("all", "weights"):
+        raise ValueError(f"params must be 'all' or 'weights', got {conf.params!r}")
+    folders = [Path(r) for r in runs]
+    if not folders and not models:
+        raise ValueError("nothing to diagnose: give run folders or --model/--checkpoint/--data")
+    sources = [from_run(f, n) for f, n in zip(folders, run_names(folders))] + list(models)
+    names = [s.name for s in sources]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ValueError(f"two models are named {duplicate!r}; give them distinct --name")
+    group_of, how = make_groups(sources, groups)
+    if baseline is not None and baseline not in group_of:
+        raise ValueError(f"--baseline {baseline!r} is not a group; groups: {', '.join(group_of)}")
+    baseline = baseline or next(iter(group_of))
+    member_group = {n: g for g, members in group_of.items() for n in members}
+    default_out = folders[0] / "diagnosis" if len(sources) == 1 and folders else Path("diagnosis")
+    out = Path(out) if out is not None else default_out
+    out.mkdir(parents=True, exist_ok=True)
+    for line in how:
+        _say(progress, f"group {line}")
+
+    from landscape.store import read_surface
+    from landscape.surface import landscape_files
+
+    summaries, files = [], {}
+    firsts = {members[0] for members in group_of.values()}
+    for i, s in enumerate(sources):
+        tag = f"[{i + 1}/{len(sources)}] {s.name}"
+        _say(progress, f"{tag}: loss, accuracy, filter geometry; curvature ({conf.params} parameters) "
+                       f"on {conf.samples} training samples")
+        summary = summarize(s, conf, device, member_group[s.name])
+        if conf.surface:
+            _say(progress, f"{tag}: loss landscape, 1D ({conf.points_1d} points) and 2D "
+                           f"({conf.points_2d}x{conf.points_2d}) on at most {conf.surface_samples} "
+                           "examples per split")
+            stem = s.name.replace("/", "_")
+            pair = landscape_files(s.model, s.data, out, stem, points_1d=conf.points_1d,
+                                   points_2d=conf.points_2d, span=conf.span, samples=conf.surface_samples,
+                                   seed=conf.seed, device=device, progress=progress)
+            line = read_surface(pair[0])
+            centre = line["train_loss"][int(np.argmin(np.abs(line.x)))]
+            summary.basin_width = basin_width(line.x, line["train_loss"], centre + conf.basin_rise)
+            summary.surfaces = [p.relative_to(out).as_posix() for p in pair]
+            if s.name in firsts:
+                files[s.name] = pair
+        s.model.cpu()
+        summaries.append(summary)
+        _say(progress, f"{tag}: test acc {summary.test_acc:.2f}%  test loss {summary.test_loss:.4f}  "
+                       f"gap {summary.gap:.2f}  min angle {summary.min_angle:.1f} deg  top eig "
+                       f"{summary.top_eigenvalue:.4g}  trace {summary.hessian_trace:.4g}  sharpness "
+                       f"{summary.sharpness:.3g}  basin width {summary.basin_width:.3g}")
+
+    _say(progress, "group statistics, differences against the baseline, rank correlations")
+    by_name = {s.name: s for s in summaries}
+    metrics = {g: [run_metrics(by_name[n]) for n in members] for g, members in group_of.items()}
+    comparison = compare_groups(metrics, baseline, conf.confidence)
+    all_runs = [m for runs_ in metrics.values() for m in runs_]
+    correlations = rank_correlations(all_runs, GEOMETRY, "test_acc", conf.confidence)
+    labels = findings_labels(list(comparison.stats))
+    findings = findings_text(comparison, labels, correlations,
+                             correlation_labels={m: metric_label(m) for m in GEOMETRY})
+
+    _say(progress, "figures")
+    sources_by_name = {s.name: s for s in sources}
+    representatives = {g: sources_by_name[m[0]].model for g, m in group_of.items()}
+    sections = {}
+    histories = {s.name: s.history for s in sources if s.history}
+    if histories:
+        sections["Learning curves"] = learning_figures(histories, out)
+    sections["Filter geometry"] = geometry_figures(comparison, summaries, representatives, out)
+    if files:
+        _say(progress, "landscape figures")
+        sections["Loss landscape"] = landscape_figures(
+            {member_group[n]: f for n, f in files.items()}, out, conf)
+
+    used = {"summary.json": "summary.json"}
+    used.update({f: f for s in summaries for f in s.surfaces})
+    inputs = {f: Path(f).resolve().as_uri() for s in sources for f in s.files}
+    summary_json = {
+        "settings": dataclasses.asdict(conf), "baseline": baseline, "groups": group_of,
+        "grouping": how, "findings": findings, "runs": summaries,
+        "metrics": {s.name: run_metrics(s) for s in summaries},
+        "stats": comparison.stats, "differences": comparison.differences, "correlations": correlations,
+        "sections": sections, "inputs": list(inputs),
+    }
+    (out / "summary.json").write_text(json.dumps(_finite(summary_json), indent=1))
+    report = out / "report.html"
+    report.write_text(render_html(summaries, conf, comparison, correlations, findings, how, sections,
+                                  {**used, **inputs}))
+    _say(progress, f"wrote {report}")
+    return report
+
+
+# ------------------------------------------------------------------------------------ HTML
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return "n/a" if not math.isfinite(v) else f"{v:.4g}"
+    return html.escape(str(v))
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
-    def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render_html(summaries: Sequence[RunSummary], conf: Settings,
-                sections: Dict[str, List[Tuple[str, str]]]) -> str:
-    """The report page: the comparison table, per-layer tables, and the figures of ``sections``."""
-    summary = _table(
-        ["run", "model", "regularizers", "epochs", "train acc %", "test acc %", "gap (points)",
-         "min angle (deg)", "mean min angle (deg)", "top Hessian eig.", "Hessian trace",
-         f"rho-sharpness (rho={conf.rho:g})"],
-        [[s.name, s.model, ", ".join(s.regularizers) or "none", s.epochs, s.train_acc, s.test_acc,
-          s.gap, s.min_angle, s.mean_min_angle, s.top_eigenvalue,
-          f"{s.hessian_trace:.4g} ± {s.trace_stderr:.2g}", s.sharpness] for s in summaries])
-    parts = ["<h2>Summary</h2>", summary,
-             f"<p>Accuracies and losses of each run's <code>model.pt</code> on the full splits. "
-             f"Curvature (top Hessian eigenvalue by Lanczos, trace by Hutchinson with {conf.probes} "
-             f"probes, SAM sharpness) on a seeded subset of {conf.samples} training samples, "
-             f"convolution and linear weights only, BN in eval mode.</p>"]
+def stat_text(s: Stat | None) -> str:
+    """``"98.2 [97.9, 98.5]"``, ``"98.2 (1 run)"`` or ``"n/a"``."""
+    if s is None or not math.isfinite(s.mean):
+        return "n/a"
+    if not math.isfinite(s.low):
+        return f"{s.mean:.4g} ({s.n} run{'s' * (s.n != 1)})"
+    return f"{s.mean:.4g} [{s.low:.3g}, {s.high:.3g}]"
+
+
+def comparison_rows(comparison: GroupComparison, metrics: Sequence[str], label) -> list[list[str]]:
+    """Rows ``[label, group stats..., differences...]``; a difference beyond noise is starred."""
+    rows = []
+    for m in metrics:
+        if m not in comparison.stats:
+            continue
+        row = [label(m)] + [stat_text(comparison.stats[m][g]) for g in comparison.groups]
+        for g in comparison.groups:
+            if g == comparison.baseline:
+                continue
+            d = comparison.differences[m][g]
+            row.append(("* " if d.changed else "") + stat_text(d.stat).replace(" run)", " run, no interval)"))
+        rows.append(row)
+    return rows
+
+
+def render_html(summaries: Sequence[RunSummary], conf: Settings, comparison: GroupComparison,
+                correlations: Sequence[Correlation], findings: Sequence[str], how: Sequence[str],
+                sections: Mapping[str, list[tuple[str, str]]], files: Mapping[str, str]) -> str:
+    """The report page: Findings, groups, the group table with difference columns, the per-layer
+    table, the per-run table, the figures of ``sections`` and links to every file used."""
+    pct = f"{100 * conf.confidence:g}%"
+    params = "every parameter" if conf.params == "all" else "convolution and linear weights only"
+    groups = list(comparison.groups)
+    diff_head = [f"{g} - {comparison.baseline}" for g in groups if g != comparison.baseline]
+    header = ["measure"] + [f"{g} (n={comparison.groups[g]})" for g in groups] + diff_head
+    parts = ["<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in findings) + "</ul>",
+             f"<p>Rule: a difference changed beyond noise when its {pct} Welch t-interval excludes 0 "
+             f"(starred in the tables); group cells are mean [{pct} t-interval over the group's runs]; "
+             "rank correlations are Spearman's rho over all runs with a Fisher-z interval.</p>",
+             "<h2>Groups</h2><ul>" + "".join(f"<li>{html.escape(h)}</li>" for h in how) + "</ul>",
+             f"<h2>Summary (baseline: {html.escape(comparison.baseline)})</h2>",
+             _table(header, comparison_rows(comparison, list(TOP_METRICS) + ["pairs_above", "mean_norm"],
+                                            metric_label)),
+             f"<p>Losses (cross-entropy, nats) and accuracies of each model as loaded, on the full "
+             f"splits. Curvature: top Hessian eigenvalue by Lanczos, trace by Hutchinson with "
+             f"{conf.probes} probes, SAM sharpness (rho={conf.rho:g}), on a seeded subset of "
+             f"{conf.samples} training samples, {params}, "
+             f"BN in eval mode. Basin width: length of the 1D line around the model where the train "
+             f"loss stays within {conf.basin_rise:g} of its value at the model.</p>"]
+    layers = shared_layers(summaries)
+    layer_metrics = [f"{key}/{layer}" for layer in layers for key in LAYER_METRICS]
+    parts += ["<h2>Per layer</h2>",
+              _table(["layer", "measure"] + header[1:],
+                     [[m.split("/", 1)[1], LAYER_METRICS[m.split("/", 1)[0]]] + row[1:]
+                      for m, row in zip([m for m in layer_metrics if m in comparison.stats],
+                                        comparison_rows(comparison, layer_metrics, str))])]
+    parts += ["<h2>Runs</h2>", _table(
+        ["run", "group", "model", "regularizers", "seed", "epochs", "train loss", "train acc %",
+         "test loss", "test acc %", "gap (points)", "min angle (deg)", "top Hessian eig.",
+         "Hessian trace", "rho-sharpness", "basin width"],
+        [[s.name, s.group, s.model, ", ".join(s.regularizers) or "none", s.seed if s.seed is not None else "-",
+          s.epochs if s.epochs is not None else "-", s.train_loss, s.train_acc, s.test_loss, s.test_acc,
+          s.gap, s.min_angle, s.top_eigenvalue, f"{s.hessian_trace:.4g} ± {s.trace_stderr:.2g}",
+          s.sharpness, s.basin_width] for s in summaries])]
+    if correlations:
+        parts += ["<h2>Rank correlation with test accuracy</h2>", _table(
+            ["measure", "Spearman rho", f"{pct} interval", "runs"],
+            [[metric_label(c.metric), c.rho, f"[{c.low:.2f}, {c.high:.2f}]" if math.isfinite(c.low) else "n/a",
+              c.n] for c in correlations])]
     for title, figures in sections.items():
         parts.append(f"<h2>{html.escape(title)}</h2>")
-        if title == "Filter geometry":
-            for s in summaries:
-                parts.append(f"<h3>{html.escape(s.name)}</h3>" + _table(
-                    ["layer", "filters", "min angle", "mean min angle",
-                     f"pairs cos > {COSINE_THRESHOLD}", "stable rank", "mean filter norm"],
-                    [[l.name, l.filters, l.min_angle, l.mean_min_angle, l.pairs_above,
-                      l.stable_rank, l.mean_norm] for l in s.layers]))
-        if title == "Loss landscape":
-            parts.append(f"<p>Filter-normalized random directions (seed {conf.seed}), span "
-                         f"&plusmn;{conf.span:g}, on at most {conf.surface_samples} samples per "
-                         f"split. Files: " + ", ".join(f"<code>{html.escape(f)}</code>"
-                                                      for s in summaries for f in s.surfaces) + ".</p>")
         for png, caption in figures:
-            parts.append(f'<figure><img src="{html.escape(png)}" alt="{html.escape(png)}">'
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            parts.append(f'<figure><a href="{html.escape(png)}"><img src="{html.escape(png)}" '
+                         f'alt="{html.escape(png)}"></a><figcaption>{html.escape(caption)}</figcaption></figure>')
+    parts.append("<h2>Files</h2><ul>" + "".join(
+        f'<li><a href="{html.escape(href)}">{html.escape(name)}</a></li>' for name, href in files.items()) + "</ul>")
     style = ("body{font-family:sans-serif;max-width:1300px;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #bbb;padding:3px 7px;text-align:right}img{max-width:100%}")
-    runs = ", ".join(html.escape(s.name) for s in summaries)
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Diagnosis: {runs}</title>"
-            f"<style>{style}</style></head><body><h1>Diagnosis: {runs}</h1>\n"
+    title = ", ".join(html.escape(g) for g in groups)
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Diagnosis: {title}</title>"
+            f"<style>{style}</style></head><body><h1>Diagnosis: {title}</h1>\n"
             + "\n".join(parts) + "\n</body></html>\n")
