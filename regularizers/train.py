@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +22,13 @@ from torch import nn
 
 from .base import check_regularizers, defines
 from .data import Dataset, augment_crop_flip
+from .evaluation import evaluate, resolve_device
+from .files import RunLock, atomic_torch_save, atomic_write_json, remove_stale_temps, tensors_sha256
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "objective", "seconds")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "cosine_restarts")
+RUN_FILES = ("config.json", "history.json", "model.pt")
+SAVED_DATA = "data.pt"  # the data's tensors, when no spec names the data (see complete_config)
 
 
 @dataclass
@@ -65,21 +70,6 @@ class EarlyStopping:
     def state_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("patience", "monitor", "best_value", "best_epoch",
                                                "bad_epochs", "best_state")}
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000):
-    """Mean cross-entropy and accuracy (percent) of ``model`` in eval mode on ``x``, ``y``."""
-    was_training = model.training
-    model.eval()
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(x), batch_size):
-        logits = model(x[start:start + batch_size])
-        target = y[start:start + batch_size]
-        total_loss += F.cross_entropy(logits, target, reduction="sum").item()
-        correct += (logits.argmax(1) == target).sum().item()
-    model.train(was_training)
-    return total_loss / len(x), 100.0 * correct / len(x)
 
 
 def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.1, momentum: float = 0.9,
@@ -127,12 +117,193 @@ def _split_validation(data: Dataset, fraction: float, seed: int):
     return (data.x_train[train], data.y_train[train]), (data.x_train[val], data.y_train[val])
 
 
+def check_settings(*, epochs: int, batch_size: int, lr: float, momentum: float, weight_decay: float,
+                   patience: Optional[int], monitor: str, val_fraction: float, eval_batch_size: int) -> None:
+    """Refuse training settings that cannot work, with a one-line ValueError naming the argument.
+
+    Args:
+        epochs, batch_size, eval_batch_size, patience: integers >= 1 (``patience`` may be None).
+        lr: a finite number > 0; ``momentum``: in [0, 1); ``weight_decay``: finite, >= 0.
+        monitor: ``"error"`` or ``"loss"``; ``val_fraction``: in (0, 1).
+    """
+    def whole(name, value, allow_none=False):
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    whole("epochs", epochs)
+    whole("batch_size", batch_size)
+    whole("eval_batch_size", eval_batch_size)
+    whole("patience", patience, allow_none=True)
+    for name, value, ok, rule in (
+            ("lr", lr, lambda v: v > 0, "a finite number > 0"),
+            ("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("weight_decay", weight_decay, lambda v: v >= 0, "a finite number >= 0"),
+            ("val_fraction", val_fraction, lambda v: 0 < v < 1, "in (0, 1)")):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
+            raise ValueError(f"{name} must be {rule}, got {value!r}")
+    if monitor not in ("error", "loss"):
+        raise ValueError(f"monitor must be 'error' or 'loss', got {monitor!r}")
+
+
+@torch.no_grad()
+def check_data(model: nn.Module, data: Dataset, device=None) -> None:
+    """Refuse data the model cannot be trained on, with a one-line ValueError: non-finite
+    inputs, labels outside ``[0, num_classes)``, or more classes than the model has outputs
+    (read from one forward pass in eval mode on one training example).
+
+    Args:
+        model: the classifier, on ``device``.
+        data: the :class:`regularizers.data.Dataset` (a test split may be absent).
+        device: where the model is (default: the data's device).
+    """
+    splits = [("train", data.x_train, data.y_train)]
+    if data.x_test is not None:
+        splits.append(("test", data.x_test, data.y_test))
+    for split, x, y in splits:
+        if len(x) == 0 or len(x) != len(y):
+            raise ValueError(f"data {data.name!r}: the {split} split has {len(x)} inputs and {len(y)} labels")
+        bad = int((~torch.isfinite(x)).sum()) if x.is_floating_point() else 0
+        if bad:
+            raise ValueError(f"data {data.name!r}: {bad} non-finite input values in the {split} split")
+        outside = int(((y < 0) | (y >= data.num_classes)).sum())
+        if outside:
+            raise ValueError(f"data {data.name!r}: {outside} {split} labels outside 0..{data.num_classes - 1} "
+                             f"(values {int(y.min())}..{int(y.max())})")
+    was_training = model.training
+    model.eval()
+    outputs = model(data.x_train[:1].to(device) if device is not None else data.x_train[:1]).shape[-1]
+    model.train(was_training)
+    if outputs < data.num_classes:
+        raise ValueError(f"the model has {outputs} outputs but data {data.name!r} has {data.num_classes} classes")
+
+
+def _settings(config: Optional[dict], model: nn.Module, data: Dataset, **training) -> dict:
+    """What ``config.json`` records: the caller's ``config`` completed (:func:`complete_config`)
+    and the training settings of :func:`fit`, in the form JSON gives back."""
+    return json.loads(json.dumps({**complete_config(model, data, config), **training}))
+
+
+def _differences(stored: dict, wanted: dict) -> list:
+    """``["lr=0.05, not 0.01", ...]`` for each setting that differs."""
+    keys = sorted(set(stored) | set(wanted))
+    return [f"{k}={stored.get(k, 'unset')!r}, not {wanted.get(k, 'unset')!r}".replace("'unset'", "unset")
+            for k in keys if stored.get(k, "unset") != wanted.get(k, "unset")]
+
+
+def _bind_folder(out: Path, wanted: dict, *, overwrite: bool, resume: bool) -> None:
+    """Make ``out`` a run folder of the settings ``wanted`` (the lock is held).
+
+    A folder made with other settings is refused with a one-line diff unless ``overwrite``;
+    then, or without ``resume``, its run files are removed. ``config.json`` is written when it
+    is new or changed; a folder with the same settings is left as it is (and resumed)."""
+    config_path = out / "config.json"
+    stored = json.loads(config_path.read_text()) if config_path.is_file() else None
+    present = [p.name for p in (out / "checkpoints").glob("epoch_*.pt")] + [
+        name for name in RUN_FILES + (SAVED_DATA,) if (out / name).is_file()]
+    if stored is None and present and not overwrite:
+        raise ValueError(f"{out} holds a run without config.json ({present[0]}); its settings are "
+                         "unknown: overwrite it (--overwrite) or use another run folder")
+    differs = _differences(stored, wanted) if stored is not None else []
+    if differs and not overwrite:
+        more = f" (and {len(differs) - 3} more)" if len(differs) > 3 else ""
+        raise ValueError(f"{out} was made with {'; '.join(differs[:3])}{more}: overwrite it "
+                         "(--overwrite) or use another run folder")
+    if differs or not resume or (stored is None and present):
+        for path in _checkpoints(out) + [out / name for name in RUN_FILES + (SAVED_DATA,)]:
+            path.unlink(missing_ok=True)
+        stored = None
+    if stored is None:
+        atomic_write_json(config_path, wanted)
+
+
+def _resume(out: Path, model: nn.Module, opt, scheduler, stopper, device) -> Optional[dict]:
+    """Load the last checkpoint of ``out`` into model, optimizer, scheduler and early stopping;
+    return it (``history``, ``epoch``, ``stopped``), or None when there is none. Checkpoints are
+    read with ``weights_only=True``: a file holding code or other objects is refused."""
+    found = _checkpoints(out)
+    if not found:
+        return None
+    path = found[-1]
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path}: refused: it holds pickled Python objects besides tensors and plain "
+                         "data, which could run code when loaded; delete it if you did not make it, "
+                         "or use another run folder") from None
+    except Exception as err:  # a truncated or foreign file
+        lines = str(err).strip().splitlines()
+        raise ValueError(f"{path}: not a readable trainer checkpoint ({type(err).__name__}: "
+                         f"{lines[0] if lines else 'unreadable'})") from None
+    needed = ("model", "optimizer", "epoch", "history")
+    if not isinstance(state, dict) or any(key not in state for key in needed):
+        raise ValueError(f"{path}: not a trainer checkpoint (a dict with {', '.join(needed)})")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler"):
+        scheduler.load_state_dict(state["scheduler"])
+    if stopper and state.get("early_stopping"):
+        for key, value in state["early_stopping"].items():
+            setattr(stopper, key, value)
+    return state
+
+
+def _train_epoch(model: nn.Module, opt, regs: list, criterion, x_train, y_train, *, epoch: int,
+                 epochs: int, batch_size: int, augment: bool, seed: int) -> float:
+    """One epoch of minibatch steps (epoch is 0-based); returns the mean objective per example."""
+    replacing = next((r for r in regs if defines(r, "loss")), None)
+    torch.manual_seed(seed * 100_003 + epoch)  # every random draw of this epoch
+    for reg in regs:
+        if defines(reg, "start_epoch"):
+            reg.start_epoch(epoch, epochs)
+    model.train()
+    order = torch.randperm(len(x_train), device=x_train.device)
+    total, seen = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        x, y = x_train[idx], y_train[idx]
+        if augment:
+            x = augment_crop_flip(x)
+        for reg in regs:
+            if defines(reg, "transform"):
+                x, y = reg.transform(x, y)
+        loss = replacing.loss(model, x, y, criterion) if replacing else criterion(model(x), y)
+        for reg in regs:
+            if defines(reg, "penalty"):
+                loss = loss + reg.penalty(model)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {loss.item()} in epoch {epoch + 1} (batch starting at "
+                f"{start}); lower the learning rate or the regularization coefficient")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for reg in regs:
+            if defines(reg, "after_step"):
+                reg.after_step(model)
+        total += loss.item() * len(idx)
+        seen += len(idx)
+    return total / seen
+
+
+def _save_checkpoint(out: Path, model: nn.Module, opt, scheduler, stopper, *, epoch: int, history: dict,
+                     stopped: bool) -> None:
+    """``out/checkpoints/epoch_NNN.pt`` (see CONTRACTS.md), then ``history.json``, both atomic."""
+    atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                       "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                       "epoch": epoch, "history": history, "stopped": stopped,
+                       "early_stopping": stopper.state_dict() if stopper else None},
+                      out / "checkpoints" / f"epoch_{epoch:03d}.pt")
+    atomic_write_json(out / "history.json", history, indent=1)
+
+
 def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 128,
         optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0,
         nesterov: bool = False, schedule: str = "constant", schedule_options: Optional[dict] = None,
         regularizers: Sequence = (), augment: bool = False, patience: Optional[int] = None,
         monitor: str = "error", val_fraction: float = 0.1, seed: int = 0, device="auto",
-        out=None, resume: bool = True, config: Optional[dict] = None,
+        out=None, resume: bool = True, config: Optional[dict] = None, overwrite: bool = False,
         progress: bool = True, eval_batch_size: int = 1000) -> FitResult:
     """Train ``model`` on ``data`` and record per-epoch train/test loss and accuracy.
 
@@ -146,106 +317,101 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
         augment: pad-4 random crop + horizontal flip on image batches.
         patience: early stopping on a validation split of ``val_fraction`` of the training data
             (taken out of training); ``None`` trains for all ``epochs``.
-        out: run folder for checkpoints and history; with ``resume`` an existing run continues
-            from its last checkpoint.
-        config: extra items written to ``out/config.json`` (how to rebuild model and data).
+        out: run folder for checkpoints and history, locked while training (:class:`RunLock`).
+            An existing run made with the same settings continues from its last checkpoint
+            (with ``resume``; without, it starts over); one made with other settings is
+            refused with a one-line diff before anything is written.
+        config: items recorded in ``out/config.json`` with the training settings (how to
+            rebuild model and data, see :func:`complete_config`); they are part of the settings.
+        overwrite: replace a run made with other settings (its run files are removed first).
 
     Returns:
         :class:`FitResult`; the model holds the final (or, with early stopping, the best) weights.
-    """
-    from landscape.commands.common import resolve_device
 
+    Raises:
+        ValueError: bad settings or data (:func:`check_settings`, :func:`check_data`), a run
+            folder of other settings, a folder another process trains into, a refused checkpoint.
+    """
+    check_settings(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                   weight_decay=weight_decay, patience=patience, monitor=monitor,
+                   val_fraction=val_fraction, eval_batch_size=eval_batch_size)
     regs = check_regularizers(regularizers)
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model.to(device)
+    check_data(model, data, device)
+    settings = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+                    nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
+                    schedule_options=schedule_options or {}, augment=augment, patience=patience,
+                    monitor=monitor, val_fraction=val_fraction if patience else None, seed=seed)
+    wanted = _settings(config, model, data, **settings) if out is not None else None
     for reg in regs:
         if defines(reg, "prepare"):
             reg.prepare(model)
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay, nesterov)
     scheduler = make_scheduler(opt, schedule, epochs, **(schedule_options or {}))
     stopper = EarlyStopping(patience, monitor) if patience else None
+    if out is None:
+        return _fit_epochs(model, data, opt, scheduler, stopper, regs, None, device=device,
+                           progress=progress, eval_batch_size=eval_batch_size, **settings)
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise type(err)(f"cannot make the run folder {out}: {(err.strerror or str(err)).lower()}") from None
+    with RunLock(out):
+        remove_stale_temps(out)
+        remove_stale_temps(out / "checkpoints")
+        _bind_folder(out, wanted, overwrite=overwrite, resume=resume)
+        (out / "checkpoints").mkdir(exist_ok=True)
+        if wanted["data"] == SAVED_DATA and not (out / SAVED_DATA).is_file():
+            _save_data(out, data)
+        return _fit_epochs(model, data, opt, scheduler, stopper, regs, out, device=device,
+                           progress=progress, eval_batch_size=eval_batch_size, **settings)
 
+
+def _fit_epochs(model, data, opt, scheduler, stopper, regs, out: Optional[Path], *, device, progress: bool,
+                eval_batch_size: int, epochs: int, batch_size: int, augment: bool, seed: int,
+                val_fraction: Optional[float], **_recorded) -> FitResult:
+    """The training loop of :func:`fit` once everything is checked: resume, epochs (train,
+    evaluate, checkpoint, early stop), then the final weights."""
     if stopper:
         (x_train, y_train), (x_val, y_val) = _split_validation(data, val_fraction, seed)
         x_val, y_val = x_val.to(device), y_val.to(device)
     else:
         x_train, y_train = data.x_train, data.y_train
     x_train, y_train = x_train.to(device), y_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    x_test, y_test = (data.x_test.to(device), data.y_test.to(device)) if data.x_test is not None else (None, None)
 
     history = {k: [] for k in HISTORY_KEYS + (("val_loss", "val_acc") if stopper else ())}
-    start_epoch, stopped = 0, False
-    out = Path(out) if out is not None else None
-    if out is not None:
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        if config is not None:
-            (out / "config.json").write_text(json.dumps(config, indent=2))
-        found = _checkpoints(out) if resume else []
-        if found:
-            state = torch.load(found[-1], map_location=device, weights_only=False)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            if scheduler is not None and state.get("scheduler"):
-                scheduler.load_state_dict(state["scheduler"])
-            history, start_epoch, stopped = state["history"], state["epoch"], state.get("stopped", False)
-            if stopper and state.get("early_stopping"):
-                for key, value in state["early_stopping"].items():
-                    setattr(stopper, key, value)
-            if progress:
-                print(f"resuming {out} after epoch {start_epoch}", flush=True)
+    epoch, stopped = 0, False
+    state = _resume(out, model, opt, scheduler, stopper, device) if out is not None else None
+    if state is not None:
+        history, epoch, stopped = state["history"], state["epoch"], state.get("stopped", False)
+        if progress:
+            print(f"resuming {out} after epoch {epoch}", flush=True)
 
     criterion = F.cross_entropy
     for reg in regs:
         if defines(reg, "criterion"):
             criterion = reg.criterion(criterion)
-    replacing = next((r for r in regs if defines(r, "loss")), None)
 
-    epoch = start_epoch
     while epoch < epochs and not stopped:
         began = time.perf_counter()
-        torch.manual_seed(seed * 100_003 + epoch)  # every random draw of this epoch
-        for reg in regs:
-            if defines(reg, "start_epoch"):
-                reg.start_epoch(epoch, epochs)
         lr_now = opt.param_groups[0]["lr"]
-        model.train()
-        order = torch.randperm(len(x_train), device=device)
-        total, seen = 0.0, 0
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            x, y = x_train[idx], y_train[idx]
-            if augment:
-                x = augment_crop_flip(x)
-            for reg in regs:
-                if defines(reg, "transform"):
-                    x, y = reg.transform(x, y)
-            loss = replacing.loss(model, x, y, criterion) if replacing else criterion(model(x), y)
-            for reg in regs:
-                if defines(reg, "penalty"):
-                    loss = loss + reg.penalty(model)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss.item()} in epoch {epoch + 1} (batch starting at "
-                    f"{start}); lower the learning rate or the regularization coefficient")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            for reg in regs:
-                if defines(reg, "after_step"):
-                    reg.after_step(model)
-            total += loss.item() * len(idx)
-            seen += len(idx)
+        objective = _train_epoch(model, opt, regs, criterion, x_train, y_train, epoch=epoch, epochs=epochs,
+                                 batch_size=batch_size, augment=augment, seed=seed)
         if scheduler is not None:
             scheduler.step()
         epoch += 1
 
-        train_loss, train_acc = evaluate(model, x_train, y_train, eval_batch_size)
-        test_loss, test_acc = evaluate(model, x_test, y_test, eval_batch_size)
+        train_loss, train_acc = evaluate(model, (x_train, y_train), batch_size=eval_batch_size)
+        test_loss, test_acc = (evaluate(model, (x_test, y_test), batch_size=eval_batch_size)
+                               if x_test is not None else (math.nan, math.nan))
         row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
-                   test_acc=test_acc, lr=lr_now, objective=total / seen,
+                   test_acc=test_acc, lr=lr_now, objective=objective,
                    seconds=time.perf_counter() - began)
         if stopper:
-            row["val_loss"], row["val_acc"] = evaluate(model, x_val, y_val, eval_batch_size)
+            row["val_loss"], row["val_acc"] = evaluate(model, (x_val, y_val), batch_size=eval_batch_size)
             stopped = stopper.update(epoch, row["val_loss"], row["val_acc"], model)
         for key, value in row.items():
             history[key].append(value)
@@ -255,12 +421,7 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
                   f"test loss {test_loss:.4f} acc {test_acc:5.1f}%{extra}  lr {lr_now:.3g}  "
                   f"({row['seconds']:.1f} s)", flush=True)
         if out is not None:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        "epoch": epoch, "history": history, "stopped": stopped,
-                        "early_stopping": stopper.state_dict() if stopper else None},
-                       out / "checkpoints" / f"epoch_{epoch:03d}.pt")
-            (out / "history.json").write_text(json.dumps(history, indent=1))
+            _save_checkpoint(out, model, opt, scheduler, stopper, epoch=epoch, history=history, stopped=stopped)
 
     best_epoch = epoch
     if stopper and stopper.best_state:
@@ -273,7 +434,8 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
         if defines(reg, "finish"):
             reg.finish(model)
     if out is not None:
-        torch.save(model.state_dict(), out / "model.pt")
+        atomic_torch_save(model.state_dict(), out / "model.pt")
+        atomic_write_json(out / "history.json", history, indent=1)
         if progress:
             print(f"wrote {out / 'model.pt'}, {out / 'history.json'} and "
                   f"{len(_checkpoints(out))} checkpoints", flush=True)
@@ -281,20 +443,74 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
 
 
 def data_from_config(config: dict) -> Dataset:
-    """The data set a run folder's config names: ``data``, ``data_seed`` and ``corrupt``
-    (``KIND[:P]``, a memorization variant of :func:`regularizers.data.corrupt`)."""
+    """The data set a run folder's config names: ``data``, ``data_seed``, ``normalize``,
+    ``test_fraction`` and ``corrupt`` (``KIND[:P]``, a memorization variant of
+    :func:`regularizers.data.corrupt`). Configs written before ``normalize`` was recorded were
+    trained on standardized data with a 75/25 split of ``x, y`` files, and are read so."""
     from .data import corrupt, load_data
 
     seed = config.get("data_seed", 0)
-    data = load_data(config.get("data", "digits"), seed=seed)
+    legacy = "normalize" not in config
+    spec = config.get("data", "digits")
+    test_fraction = config.get("test_fraction")
+    if legacy and spec != "digits" and str(spec).endswith(".npz"):
+        test_fraction = _legacy_test_fraction(spec)
+    data = load_data(spec, seed=seed, normalize="standardize" if legacy else config["normalize"],
+                     test_fraction=test_fraction)
     if config.get("corrupt"):
         kind, _, p = config["corrupt"].partition(":")
         data = corrupt(data, kind, p=float(p) if p else 1.0, seed=seed)
     return data
 
 
+def _legacy_test_fraction(spec: str) -> Optional[float]:
+    """0.25 for an ``x, y`` file (older versions split those silently), else None."""
+    import numpy as np
+
+    with np.load(Path(spec).expanduser(), allow_pickle=False) as z:
+        return None if "x_test" in z.files else 0.25
+
+
+def _data_tensors(data: Dataset) -> dict:
+    return {k: getattr(data, k).cpu() for k in ("x_train", "y_train", "x_test", "y_test")
+            if getattr(data, k) is not None}
+
+
+def complete_config(model: nn.Module, data: Dataset, config: Optional[dict]) -> dict:
+    """``config`` with what :func:`load_run` needs filled in: ``model`` (default: the model's
+    class as ``module:Class``), ``num_classes``, ``in_channels``, and ``data`` -- when the
+    config names no data spec, :func:`fit` saves the data's tensors as ``out/data.pt``; the
+    config then names that file and records the tensors' hash (``data_sha256``)."""
+    config = dict(config or {})
+    config.setdefault("model", f"{type(model).__module__}:{type(model).__qualname__}")
+    config.setdefault("num_classes", data.num_classes)
+    config.setdefault("in_channels", data.in_channels)
+    if "data" not in config:
+        config.update(data=SAVED_DATA, data_name=data.name, transforms=list(data.transforms),
+                      data_sha256=tensors_sha256(_data_tensors(data).values()))
+    return config
+
+
+def _save_data(out: Path, data: Dataset) -> None:
+    """``out/data.pt``: the tensors of data that no spec names (see :func:`complete_config`)."""
+    atomic_torch_save({**_data_tensors(data), "num_classes": torch.tensor(data.num_classes)}, out / SAVED_DATA)
+
+
+
+def _saved_data(out: Path, config: dict) -> Dataset:
+    """The data a run saved with itself (:func:`complete_config`), read with weights_only."""
+    saved = torch.load(out / SAVED_DATA, map_location="cpu", weights_only=True)
+    return Dataset(config.get("data_name", "saved"), saved["x_train"], saved["y_train"], saved.get("x_test"),
+                   saved.get("y_test"), int(saved["num_classes"]), tuple(config.get("transforms", ())))
+
+
 def load_run(out):
-    """Rebuild ``(model, data, history)`` from a run folder written by ``landscape train``."""
+    """Rebuild ``(model, data, history)`` from a run folder written by :func:`fit` or ``landscape train``.
+
+    Returns:
+        the model with ``model.pt`` loaded, the data it was trained on (the same inputs: the
+        recorded normalization is applied again), and ``history.json`` as a dict of lists.
+    """
     from .models import load_model
 
     out = Path(out)
@@ -302,8 +518,52 @@ def load_run(out):
     if not config_path.is_file():
         raise FileNotFoundError(f"{out} is not a run folder: config.json is missing")
     config = json.loads(config_path.read_text())
-    data = data_from_config(config)
+    data = _saved_data(out, config) if config.get("data") == SAVED_DATA else data_from_config(config)
     model = load_model(config["model"], num_classes=data.num_classes, in_channels=data.in_channels,
                        checkpoint=out / "model.pt", **config.get("model_options", {}))
     history = json.loads((out / "history.json").read_text())
     return model, data, history
+
+
+def train_run(out, *, model: str = "cnn", data: str = "digits", epochs: int = 10,
+              model_options: Optional[dict] = None, data_seed: int = 0, normalize: str = "none",
+              test_fraction: Optional[float] = None, corrupt: Optional[str] = None,
+              regularizers: Sequence[str] = (), seed: int = 0, batch_size: int = 128,
+              optimizer: str = "sgd", lr: float = 0.05, momentum: float = 0.9, nesterov: bool = False,
+              weight_decay: float = 0.0, schedule: str = "constant", schedule_options: Optional[dict] = None,
+              augment: bool = False, patience: Optional[int] = None, monitor: str = "error",
+              device="auto", progress: bool = True, **fit_options) -> FitResult:
+    """Train a registry (or ``package.module:factory``) model on a data spec into the run folder
+    ``out``: what ``landscape train`` does, as one function call.
+
+    Every setting is recorded in ``out/config.json``; a rerun with the same settings resumes (a
+    finished run is not trained again). ``regularizers`` are specs like ``"mma:0.07"``;
+    ``fit_options`` go to :func:`fit` (e.g. ``overwrite=True``).
+
+    Returns:
+        the :class:`FitResult`; ``load_run(out)`` rebuilds model, data and history.
+    """
+    from .models import load_model
+    from .registry import make_regularizer
+
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    settings = {"data": data, "data_seed": data_seed, "normalize": normalize, "test_fraction": test_fraction,
+                "corrupt": corrupt}
+    dataset = data_from_config(settings)
+    options = dict(model_options or {})
+    schedule_options = dict(schedule_options or {})
+    torch.manual_seed(seed)
+    net = load_model(model, num_classes=dataset.num_classes, in_channels=dataset.in_channels, **options)
+    regs = [make_regularizer(spec) for spec in regularizers]
+    config = {"model": model, "model_options": options, **settings, "num_classes": dataset.num_classes,
+              "in_channels": dataset.in_channels, "transforms": list(dataset.transforms),
+              "regularizers": list(regularizers), "seed": seed, "epochs": epochs, "batch_size": batch_size,
+              "optimizer": optimizer, "lr": lr, "momentum": momentum, "nesterov": nesterov,
+              "weight_decay": weight_decay, "schedule": schedule, "schedule_options": schedule_options,
+              "augment": augment, "patience": patience, "monitor": monitor}
+    return fit(net, dataset, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+               momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
+               schedule_options=schedule_options, regularizers=regs, augment=augment, patience=patience,
+               monitor=monitor, seed=seed, device=device, out=out, config=config, progress=progress,
+               **fit_options)

@@ -85,7 +85,7 @@ def test_early_stopping_restores_the_best_epoch(digits, tmp_path):
     restored = load_model("cnn", num_classes=10, in_channels=1, checkpoint=tmp_path / "model.pt")
     from regularizers.train import evaluate
     x, y = digits.x_test, digits.y_test
-    assert evaluate(restored, x, y)[1] == pytest.approx(h["test_acc"][best])
+    assert evaluate(restored, (x, y))[1] == pytest.approx(h["test_acc"][best])
 
 
 def test_cosine_restarts_schedule_restarts(digits):

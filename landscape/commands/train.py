@@ -34,6 +34,8 @@ def add_arguments(p) -> None:
                    help="memorization variant: labels:P, shuffled_pixels, random_pixels, gaussian")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of training")
     p.add_argument("--no-resume", action="store_true", help="start over even if checkpoints exist")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run folder made with other settings (its run files are deleted)")
     common.add_device_argument(p)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--list-models", action="store_true", help="print the model registry and exit")
@@ -64,7 +66,7 @@ def run(args) -> int:
                        momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
                        schedule=args.schedule, schedule_options=schedule_options, augment=args.augment,
                        patience=args.patience, monitor=args.monitor, device=args.device,
-                       progress=not args.quiet, resume=not args.no_resume)
+                       progress=not args.quiet, resume=not args.no_resume, overwrite=args.overwrite)
     h = result.history
     i = result.best_epoch - 1
     test = f"  test acc {h['test_acc'][i]:.1f}%" if h["test_acc"][i] == h["test_acc"][i] else "  (no test split)"
