@@ -26,6 +26,7 @@ def trained(tmp_path_factory):
     """A Conv-BN CNN trained in plain PyTorch on raw float images, its checkpoint and an x, y file."""
     folder = tmp_path_factory.mktemp("user")
     x, y = user_models.raw_data()
+    torch.manual_seed(0)
     model = user_models.train_plain(user_models.cnn(), x, y)
     torch.save(model.state_dict(), folder / "ckpt.pt")
     np.savez(folder / "data.npz", x=x.numpy(), y=y.numpy())
