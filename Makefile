@@ -20,7 +20,8 @@ demo: setup
 	$(BIN)/landscape demo
 
 test: setup
-	PATH=$(abspath $(BIN)):$$PATH MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 tests
+	$(BIN)/ruff check .
+	PATH=$(abspath $(BIN)):$$PATH MPLBACKEND=Agg $(BIN)/python -m pytest -n 2 --doctest-modules tests regularizers landscape analysis
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py

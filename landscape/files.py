@@ -10,6 +10,7 @@ grid, loss and splits -- the names ``landscape surface`` has always used.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
@@ -86,7 +87,7 @@ def surface_file_name(dir_file, axes: Sequence, loss: str, splits: Sequence[str]
     stem = dir_file[:-3] if dir_file.endswith(".h5") else dir_file
     stem += "_" + "x".join(f"[{a[0]:g},{a[-1]:g},{len(a)}]" for a in axes)
     if loss != "crossentropy":
-        stem += "_" + loss.replace(":", "_").replace("/", "_")
+        stem += "_" + re.sub(r"[^\w.-]+", "_", loss)
     if tuple(splits) != ALL_SPLITS:
         stem += "_" + "+".join(splits)
     return stem + ".h5"

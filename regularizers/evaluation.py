@@ -358,7 +358,7 @@ def evaluate(model: nn.Module, data, *, split: str = "train", loss="crossentropy
     >>> x, y = torch.tensor([[2.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 0])
     >>> loss, acc = evaluate(model, (x, y))
     >>> round(loss, 4), acc   # (log(1 + e^-2) + log(1 + e^2)) / 2
-    (1.0635, 50.0)
+    (1.1269, 50.0)
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
