@@ -31,6 +31,8 @@ from analysis.findings import (Correlation, GroupComparison, Stat, compare_group
 from analysis.generalization import plot_gap, plot_learning_curves
 from analysis.similarity import (count_above, cosine_matrix, filter_norms, plot_cosine_matrices,
                                  stable_ranks)
+from analysis.spectrum import hessian_diagonal, plot_spectral_density, spectral_density
+from analysis.weight_spectra import plot_weight_spectra, weight_spectra
 from regularizers.evaluation import evaluate, seeded_subset
 
 COSINE_THRESHOLD = 0.2
@@ -57,10 +59,14 @@ class Settings:
     surface_samples: int = 2000
     basin_rise: float = 1.0       # rise of the train loss (nats) at which the 1D basin width is measured
     confidence: float = 0.95
+    spectra: bool = True          # Hessian spectral density (first run of each group) and diagonal
+    density_probes: int = 3       # stochastic Lanczos quadrature probes
+    lanczos_steps: int = 40       # Lanczos steps per probe
     seed: int = 0                 # data subsets, probes, directions
 
 
-QUICK = dict(samples=128, probes=6, eig_tol=1e-2, points_1d=9, points_2d=5, surface_samples=300)
+QUICK = dict(samples=128, probes=6, eig_tol=1e-2, points_1d=9, points_2d=5, surface_samples=300,
+             density_probes=1, lanczos_steps=15)
 
 
 @dataclass
@@ -75,6 +81,7 @@ class LayerSummary:
     pairs: int                    # filters * (filters - 1) / 2
     stable_rank: float
     mean_norm: float              # mean filter norm
+    alpha: float = math.nan       # power-law exponent of the tail of the layer's W^T W spectrum
 
 
 @dataclass
@@ -100,6 +107,7 @@ class RunSummary:
     hessian_trace: float
     trace_stderr: float
     sharpness: float              # L(w + rho g / |g|) - L(w)
+    diagonal_sum: float = math.nan  # sum of the Hutchinson Hessian diagonal (an independent trace estimate)
     basin_width: float = math.nan  # width of the 1D basin at Settings.basin_rise (direction units)
     layers: list[LayerSummary] = field(default_factory=list)
     surfaces: list[str] = field(default_factory=list)   # 1d/NAME.h5, 2d/NAME.h5 in the out dir
@@ -154,14 +162,16 @@ def from_checkpoint(model: str, checkpoint, data: str, *, name: str | None = Non
 
 # ------------------------------------------------------------------------------------ measures
 def layer_summaries(model: nn.Module) -> list[LayerSummary]:
-    """One :class:`LayerSummary` per Conv/Linear layer of ``model``."""
+    """One :class:`LayerSummary` per Conv/Linear layer of ``model`` (alpha from
+    :func:`analysis.weight_spectra.weight_spectra`, matched by the module of the weight)."""
     ranks, norms = stable_ranks(model), filter_norms(model)
+    alphas = {f"{r.name}.weight": r.alpha for r in weight_spectra(model)}
     out = []
     for (name, w), rank, norm in zip(named_layers(model), ranks, norms):
         mins, n = minimal_angles(w), int(w.shape[0])
         out.append(LayerSummary(name, n, float(mins.min()), float(mins.mean()),
                                 count_above(cosine_matrix(w), COSINE_THRESHOLD), n * (n - 1) // 2,
-                                float(rank), float(norm.mean())))
+                                float(rank), float(norm.mean()), float(alphas.get(name, math.nan))))
     return out
 
 
@@ -171,6 +181,12 @@ def _split_metrics(model: nn.Module, data, split: str, device) -> tuple[float, f
     return evaluate(model, data, split=split, device=device)
 
 
+def curvature_subset(data, settings: Settings, device) -> tuple:
+    """The seeded subset of ``settings.samples`` training examples every curvature number uses."""
+    x, y = seeded_subset(data.x_train, data.y_train, settings.samples, settings.seed)
+    return x.to(device), y.to(device)
+
+
 def summarize(source: ModelSource, settings: Settings, device="cpu", group: str = "") -> RunSummary:
     """Accuracies, losses, filter geometry and curvature of one model (no surface yet)."""
     model = source.model.to(device)
@@ -178,8 +194,7 @@ def summarize(source: ModelSource, settings: Settings, device="cpu", group: str 
     train_loss, train_acc = _split_metrics(model, data, "train", device)
     test_loss, test_acc = _split_metrics(model, data, "test", device)
     all_mins = np.concatenate([minimal_angles(w) for _, w in named_layers(model)])
-    subset = tuple(t.to(device) for t in seeded_subset(data.x_train, data.y_train, settings.samples,
-                                                         settings.seed))
+    subset = curvature_subset(data, settings, device)
     eig = top_eigenvalues(model, subset, k=1, seed=settings.seed, tol=settings.eig_tol, params=settings.params)
     trace = hessian_trace(model, subset, num_probes=settings.probes, seed=settings.seed, params=settings.params)
     sharp = rho_sharpness(model, subset, rho=settings.rho, params=settings.params)
@@ -301,25 +316,29 @@ TOP_METRICS = {  # summary metric -> label (units)
     "min_angle": "minimal filter angle, all layers (deg)",
     "mean_min_angle": "mean minimal filter angle, all layers (deg)",
     "top_eigenvalue": "top Hessian eigenvalue", "hessian_trace": "Hessian trace",
-    "sharpness": "rho-sharpness", "basin_width": "1D basin width",
+    "sharpness": "rho-sharpness", "diagonal_sum": "sum of the Hessian diagonal",
+    "basin_width": "1D basin width",
 }
 LAYER_METRICS = {  # LayerSummary field -> label
     "min_angle": "minimal angle (deg)", "mean_min_angle": "mean minimal angle (deg)",
     "pairs_above": f"pairs with cos > {COSINE_THRESHOLD}", "mean_norm": "mean filter norm",
-    "stable_rank": "stable rank",
+    "stable_rank": "stable rank", "alpha": "weight-spectrum alpha",
 }
-GEOMETRY = ("min_angle", "mean_min_angle", "pairs_above", "mean_norm", "top_eigenvalue",
+GEOMETRY = ("min_angle", "mean_min_angle", "pairs_above", "mean_norm", "alpha", "top_eigenvalue",
             "hessian_trace", "sharpness", "basin_width")
-FINDINGS_ORDER = ("min_angle/", "pairs_above/", "mean_norm/", "top_eigenvalue", "hessian_trace",
+FINDINGS_ORDER = ("min_angle/", "pairs_above/", "mean_norm/", "alpha/", "top_eigenvalue", "hessian_trace",
                   "sharpness", "basin_width", "gap", "test_acc", "test_loss")
 
 
 def run_metrics(s: RunSummary) -> dict[str, float]:
     """A run's numbers as one flat ``{metric: value}`` dict: :data:`TOP_METRICS`, the totals
-    ``pairs_above`` and ``mean_norm`` over layers, and ``FIELD/LAYER`` for every per-layer field."""
+    ``pairs_above`` and ``mean_norm`` over layers, ``alpha`` (mean over the layers with a fit),
+    and ``FIELD/LAYER`` for every per-layer field."""
     values = {k: float(getattr(s, k)) for k in TOP_METRICS}
     values["pairs_above"] = float(sum(layer.pairs_above for layer in s.layers))
     values["mean_norm"] = float(np.mean([layer.mean_norm for layer in s.layers]))
+    alphas = [layer.alpha for layer in s.layers if math.isfinite(layer.alpha)]
+    values["alpha"] = float(np.mean(alphas)) if alphas else math.nan
     for layer in s.layers:
         for key in LAYER_METRICS:
             values[f"{key}/{layer.name}"] = float(getattr(layer, key))
@@ -332,7 +351,8 @@ def metric_label(metric: str) -> str:
         key, layer = metric.split("/", 1)
         return f"{LAYER_METRICS.get(key, key)} of {layer}"
     return {**TOP_METRICS, "pairs_above": f"pairs with cos > {COSINE_THRESHOLD}, all layers",
-            "mean_norm": "mean filter norm, all layers"}.get(metric, metric)
+            "mean_norm": "mean filter norm, all layers",
+            "alpha": "weight-spectrum alpha, mean over layers"}.get(metric, metric)
 
 
 def findings_labels(metrics: Sequence[str]) -> dict[str, str]:
@@ -343,6 +363,10 @@ def findings_labels(metrics: Sequence[str]) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------ figures
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name)
+
+
 def _save(fig, out: Path, name: str) -> str:
     fig.savefig(out / name, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -409,12 +433,19 @@ def geometry_figures(comparison: GroupComparison, summaries: Sequence[RunSummary
     layers = shared_layers(summaries)
     pct = f"{100 * comparison.confidence:g}%"
     figures = []
-    for key, file in (("min_angle", "min_angles.png"), ("pairs_above", "pairs_above.png"),
+    for key, file in (("min_angle", "min_angles.png"), ("alpha", "alpha.png"), ("pairs_above", "pairs_above.png"),
                       ("mean_norm", "filter_norms.png"), ("stable_rank", "stable_ranks.png")):
         if layers:
             figures.append((_save(plot_layer_metric(comparison, key, layers, LAYER_METRICS[key]), out, file),
                             f"{LAYER_METRICS[key].capitalize()} per layer: group mean and {pct} t-interval "
                             "over the group's runs (no bar for a single run)."))
+        if key == "min_angle":
+            for group, model in representatives.items():
+                figures.append((_save(plot_weight_spectra(weight_spectra(model), title=group), out,
+                                      f"weight_spectra_{_file_stem(group)}.png"),
+                                f"{group} (first run): empirical spectral density of each layer's W^T W "
+                                "(conv weights as out x in*k*k), log-log, with the fitted power-law tail; "
+                                "alpha is its exponent (smaller: heavier tail, more correlated weights)."))
     figures.append((_save(plot_angle_histogram(angle_histogram(representatives, "minimal")), out,
                           "angle_histogram.png"),
                     "Histogram of every filter's minimal angle, all layers, first run of each group."))
@@ -445,6 +476,34 @@ def landscape_figures(files: Mapping[str, tuple[Path, Path]], out: Path, conf: S
                           "end: the width is then a lower bound)."),
             (two[0].name, f"Train loss over a plane of two {where}; log-spaced contour levels shared "
                           "by the panels.")]
+
+
+def hessian_figures(densities: Mapping[str, object], diagonals: Mapping[str, object],
+                    firsts: Mapping[str, RunSummary], out: Path, conf: Settings) -> list[tuple[str, str]]:
+    """Spectral density of the first run of each group and a histogram of its Hessian diagonal
+    (``{group: SpectralDensity}``, ``{group: HessianDiagonal}``, ``{group: RunSummary}``);
+    ``[(png name, caption)]``."""
+    figures = []
+    where = (f"on the {conf.samples} curvature samples, "
+             f"{'every parameter' if conf.params == 'all' else 'conv and linear weights'}")
+    for group, density in densities.items():
+        figures.append((_save(plot_spectral_density(density, title=f"{group}: Hessian spectral density"), out,
+                              f"spectral_density_{_file_stem(group)}.png"),
+                        f"{group} (first run): Hessian eigenvalue density by stochastic Lanczos quadrature "
+                        f"({density.num_probes} probes x {density.lanczos_steps} steps, Gaussian width "
+                        f"{density.sigma:.2g}) {where}."))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for group, diagonal in diagonals.items():
+        ax.hist(diagonal.values, bins=60, histtype="step", lw=1.5, label=group)
+    ax.set(xlabel="Hessian diagonal entry", ylabel="parameters", yscale="log")
+    ax.legend()
+    sums = "; ".join(f"{s.name}: diagonal sum {s.diagonal_sum:.4g} vs Hutchinson trace "
+                     f"{s.hessian_trace:.4g} ± {s.trace_stderr:.2g}" for s in firsts.values())
+    figures.append((_save(fig, out, "hessian_diagonal.png"),
+                    f"Histogram of the Hessian diagonal (Hutchinson, {conf.probes} probes, other probes "
+                    f"than the trace's) {where}, first run of each group. Its sum estimates the trace "
+                    f"independently: {sums}."))
+    return figures
 
 
 def learning_figures(histories: Mapping[str, dict], out: Path) -> list[tuple[str, str]]:
@@ -526,13 +585,26 @@ def diagnose(runs: Sequence = (), out=None, surface: bool = True, *,
     from landscape.store import read_surface
     from landscape.surface import landscape_files
 
-    summaries, files = [], {}
+    summaries, files, diagonals, densities = [], {}, {}, {}
     firsts = {members[0] for members in group_of.values()}
     for i, s in enumerate(sources):
         tag = f"[{i + 1}/{len(sources)}] {s.name}"
         _say(progress, f"{tag}: loss, accuracy, filter geometry; curvature ({conf.params} parameters) "
                        f"on {conf.samples} training samples")
         summary = summarize(s, conf, device, member_group[s.name])
+        if conf.spectra:
+            _say(progress, f"{tag}: Hessian diagonal ({conf.probes} probes)"
+                           + (f" and spectral density ({conf.density_probes} probes x {conf.lanczos_steps} "
+                              "Lanczos steps)" if s.name in firsts else ""))
+            subset = curvature_subset(s.data, conf, device)
+            diagonal = hessian_diagonal(s.model, subset, num_probes=conf.probes, seed=conf.seed + 1,
+                                        params=conf.params)
+            summary.diagonal_sum = float(diagonal.values.sum())
+            if s.name in firsts:
+                diagonals[summary.group] = diagonal
+                densities[summary.group] = spectral_density(
+                    s.model, subset, num_probes=conf.density_probes, lanczos_steps=conf.lanczos_steps,
+                    seed=conf.seed, params=conf.params)
         if conf.surface:
             _say(progress, f"{tag}: loss landscape, 1D ({conf.points_1d} points) and 2D "
                            f"({conf.points_2d}x{conf.points_2d}) on at most {conf.surface_samples} "
@@ -572,6 +644,9 @@ def diagnose(runs: Sequence = (), out=None, surface: bool = True, *,
     if histories:
         sections["Learning curves"] = learning_figures(histories, out)
     sections["Filter geometry"] = geometry_figures(comparison, summaries, representatives, out)
+    if diagonals:
+        firsts_by_group = {s.group: s for s in summaries if s.name in firsts}
+        sections["Hessian spectrum"] = hessian_figures(densities, diagonals, firsts_by_group, out, conf)
     if files:
         _say(progress, "landscape figures")
         sections["Loss landscape"] = landscape_figures(
@@ -667,11 +742,11 @@ def render_html(summaries: Sequence[RunSummary], conf: Settings, comparison: Gro
     parts += ["<h2>Runs</h2>", _table(
         ["run", "group", "model", "regularizers", "seed", "epochs", "train loss", "train acc %",
          "test loss", "test acc %", "gap (points)", "min angle (deg)", "top Hessian eig.",
-         "Hessian trace", "rho-sharpness", "basin width"],
+         "Hessian trace", "Hessian diagonal sum", "rho-sharpness", "basin width"],
         [[s.name, s.group, s.model, ", ".join(s.regularizers) or "none", s.seed if s.seed is not None else "-",
           s.epochs if s.epochs is not None else "-", s.train_loss, s.train_acc, s.test_loss, s.test_acc,
           s.gap, s.min_angle, s.top_eigenvalue, f"{s.hessian_trace:.4g} ± {s.trace_stderr:.2g}",
-          s.sharpness, s.basin_width] for s in summaries])]
+          s.diagonal_sum, s.sharpness, s.basin_width] for s in summaries])]
     if correlations:
         parts += ["<h2>Rank correlation with test accuracy</h2>", _table(
             ["measure", "Spearman rho", f"{pct} interval", "runs"],

@@ -11,6 +11,7 @@ from sklearn.datasets import load_digits
 
 from analysis.angles import minimal_angles, named_layers
 from analysis.report import basin_width
+from analysis.weight_spectra import weight_spectra
 from landscape.cli import main
 from landscape.store import read_surface
 from regularizers.evaluation import seeded_subset
@@ -79,7 +80,15 @@ def test_two_groups_of_three_seeds_intervals_and_difference(runs, tmp_path):
     assert "<th>mma - baseline</th>" in text and "<th>baseline (n=3)</th>" in text
     assert summary["findings"] and all(html_escaped(f) in text for f in summary["findings"])
     assert summary["findings"][-1].startswith("Across all 6 runs, Spearman rank correlation with test accuracy")
-    for png in ("learning_curves.png", "min_angles.png", "pairs_above.png", "cosine_first.png"):
+    # issue 14's analyses: per-layer alpha of the weight spectra, Hessian diagonal and density
+    model, _, _ = load_run(runs["mma"][0])
+    alpha = {f"{r.name}.weight": r.alpha for r in weight_spectra(model)}
+    layers = summary["runs"][3]["layers"]
+    assert [layer["alpha"] for layer in layers] == [alpha[layer["name"]] if math.isfinite(alpha[layer["name"]])
+                                                    else None for layer in layers]
+    assert all(math.isfinite(r["diagonal_sum"]) for r in summary["runs"])
+    for png in ("learning_curves.png", "min_angles.png", "pairs_above.png", "cosine_first.png", "alpha.png",
+                "weight_spectra_mma.png", "spectral_density_baseline.png", "hessian_diagonal.png"):
         assert png in re.findall(r'<img src="([^"]+)"', text)
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
@@ -91,7 +100,7 @@ def html_escaped(s):
 def test_explicit_groups_baseline_and_a_single_seed(runs, tmp_path):
     out = tmp_path / "diag"
     b, m = runs["baseline"], runs["mma"]
-    assert main(["diagnose", str(b[0]), str(m[0]), str(m[1]), "--out", str(out), *SMALL, "--no-surface",
+    assert main(["diagnose", str(b[0]), str(m[0]), str(m[1]), "--out", str(out), *SMALL, "--no-surface", "--no-spectra",
                  "--group", f"plain={b[0]}", "--group", f"angles={m[0]},{m[1]}", "--baseline", "angles"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["groups"] == {"plain": ["baseline-s0"], "angles": ["mma-s0", "mma-s1"]}
@@ -130,7 +139,7 @@ def test_run_folder_and_plain_pytorch_model(runs, tmp_path):
     out = tmp_path / "diag"
     folder = runs["baseline"][0]
     assert main(["diagnose", str(folder), "--model", "user_models:cnn", "--checkpoint", str(tmp_path / "plain.pt"),
-                 "--data", str(npz), "--name", "plain", "--out", str(out), *SMALL]) == 0
+                 "--data", str(npz), "--name", "plain", "--out", str(out), *SMALL, "--no-spectra"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["groups"] == {"baseline-s0": ["baseline-s0"], "plain": ["plain"]}
     run = {r["name"]: r for r in summary["runs"]}

@@ -41,6 +41,9 @@ def add_arguments(p) -> None:
                    help="report folder (default: RUN/diagnosis for one run, diagnosis/ otherwise)")
     p.add_argument("--surface", action=argparse.BooleanOptionalAction, default=True,
                    help="compute the 1D and 2D loss landscapes (default: yes)")
+    p.add_argument("--spectra", action=argparse.BooleanOptionalAction, default=True,
+                   help="Hessian diagonal of every run and spectral density of each group's first run "
+                        "(default: yes)")
     p.add_argument("--quick", action="store_true",
                    help="small settings: 128 curvature samples, 9-point line, 5x5 plane")
     p.add_argument("--samples", type=int, default=None,
@@ -130,7 +133,8 @@ def run(args) -> int:
 
     settings = {key: value for key, value in
                 dict(samples=args.samples, points_1d=args.points_1d, points_2d=args.points_2d,
-                     seed=args.seed, params=args.params, basin_rise=args.basin_rise).items()
+                     seed=args.seed, params=args.params, basin_rise=args.basin_rise,
+                     spectra=args.spectra).items()
                 if value is not None}
     for key in ("samples", "points_1d", "points_2d"):
         if settings.get(key, 2) < 2:
