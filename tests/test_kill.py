@@ -1,0 +1,152 @@
+"""Nothing lost: `landscape train` and `landscape surface` killed (SIGKILL) at many instants --
+inside atomic writes, during HDF5 file creation, between a chunk's values and its done marks --
+and rerun each time with the same command finish with the results of an uninterrupted run.
+
+The instants are chosen with the test-only switch LANDSCAPE_KILL_AT=LABEL:N of
+:mod:`regularizers.files`. Each step of a chain starts from what the killed step before it left.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape.cli import main
+from regularizers.files import (RunLock, atomic_path, atomic_write_text, remove_stale_temps, temp_path)
+
+LANDSCAPE = str(Path(sys.executable).with_name("landscape"))
+TRAIN = ["train", "--model", "cnn", "--model-option", "channels=[4,8]", "--data", "digits", "--epochs", "3",
+         "--batch-size", "256", "--device", "cpu", "--quiet"]
+# A fixed batch size: the default one is timed per process, and values depend on it by float rounding.
+SURFACE = ["--x=-1:1:5", "--y=-1:1:5", "--batch-size", "500", "--device", "cpu", "--quiet"]
+VALUES = ("train_loss", "train_acc", "test_loss", "test_acc", "done")
+
+
+def landscape(args, kill_at=None):
+    """Run the venv's `landscape` with LANDSCAPE_KILL_AT=kill_at; returns the exit status."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    env.pop("LANDSCAPE_KILL_AT", None)
+    if kill_at:
+        env["LANDSCAPE_KILL_AT"] = kill_at
+    done = subprocess.run([LANDSCAPE, *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def leftovers(folder: Path) -> list:
+    """Temporary files of killed writers and lock files anywhere under ``folder``."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if p.name.endswith(".tmp") or p.name == ".lock")
+
+
+def surface_arrays(path) -> dict:
+    with h5py.File(path, "r") as f:
+        return {k: f[k][()] for k in VALUES}
+
+
+def direction_tensors(path) -> list:
+    with h5py.File(path, "r") as f:
+        return [f[f"{a}direction"][str(i)][()] for a in "xy" for i in range(len(f[f"{a}direction"]))]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted training run and 5x5 surface, made in this process."""
+    root = tmp_path_factory.mktemp("reference")
+    assert main([*TRAIN, "--out", str(root / "run")]) == 0
+    assert main(["surface", "--checkpoint", str(root / "run"), *SURFACE, "--dir_file", str(root / "dir.h5"),
+                 "--surf_file", str(root / "surf.h5")]) == 0
+    return root
+
+
+def test_train_killed_at_many_instants_resumes_to_the_uninterrupted_run(reference, tmp_path):
+    run = tmp_path / "run"
+    chain = [
+        "atomic:written:1",   # config.json complete under its temporary name: nothing is in place
+        "atomic:open:2",      # epoch 1's checkpoint file created, still empty
+        "atomic:written:2",   # epoch 1 checkpointed; history.json complete but not renamed
+        "atomic:replaced:3",  # epochs 2 and 3 checkpointed, the folder not yet synced
+        "atomic:written:1",   # model.pt complete under its temporary name
+    ]
+    for kill_at in chain:
+        assert landscape([*TRAIN, "--out", run], kill_at) == -signal.SIGKILL, kill_at
+    assert landscape([*TRAIN, "--out", run]) == 0
+
+    ref = reference / "run"
+    history, expected = (json.loads((d / "history.json").read_text()) for d in (run, ref))
+    assert history.keys() == expected.keys()
+    for key in history.keys() - {"seconds"}:  # wall time differs
+        assert history[key] == expected[key], key
+    model, want = (torch.load(d / "model.pt", weights_only=True) for d in (run, ref))
+    assert model.keys() == want.keys() and all(torch.equal(model[k], want[k]) for k in want)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt"]
+    assert leftovers(run) == []
+
+
+def test_surface_killed_at_many_instants_resumes_to_the_uninterrupted_surface(reference, tmp_path):
+    dir_file, surf_file = tmp_path / "dir.h5", tmp_path / "surf.h5"
+    args = ["surface", "--checkpoint", reference / "run", *SURFACE, "--dir_file", dir_file, "--surf_file", surf_file]
+    chain = [
+        ("h5:partial:1", False),      # the direction file half made under its temporary name
+        ("h5:written:2", False),      # directions in place; the new surface file complete, not renamed
+        ("surface:values:3", True),   # two points done; the third's values written, not marked done
+        ("surface:done:15", True),    # 15 more points done
+    ]
+    for kill_at, surface_exists in chain:
+        assert landscape(args, kill_at) == -signal.SIGKILL, kill_at
+        assert surf_file.exists() == surface_exists, kill_at
+    with h5py.File(surf_file, "r") as f:
+        assert int(f["done"][()].sum()) == 17  # what the kills left: 2 + 15 points
+    assert landscape(args) == 0
+
+    got, want = surface_arrays(surf_file), surface_arrays(reference / "surf.h5")
+    for key in VALUES:
+        assert np.array_equal(got[key], want[key], equal_nan=True), key
+    assert int(got["done"].sum()) == 25
+    for a, b in zip(direction_tensors(dir_file), direction_tensors(reference / "dir.h5")):
+        assert np.array_equal(a, b)
+    assert leftovers(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- the building blocks
+def test_a_failed_atomic_write_leaves_the_old_file(tmp_path):
+    path = atomic_write_text(tmp_path / "a.json", "old")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half of the new cont")
+        raise RuntimeError("writer failed")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["a.json"]
+
+
+def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
+    mine = temp_path(tmp_path / "a.h5")
+    dead = mine.with_name(mine.name.replace(f".{os.getpid()}.tmp", f".{dead_pid()}.tmp"))
+    other_host = tmp_path / ".a.h5.elsewhere.1.tmp"
+    for path in (mine, dead, other_host):
+        path.write_bytes(b"partial")
+    assert remove_stale_temps(tmp_path, "b.h5") == 0
+    assert remove_stale_temps(tmp_path) == 1
+    assert sorted(os.listdir(tmp_path)) == sorted([mine.name, other_host.name])
+
+
+def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
+    with RunLock(tmp_path) as lock:
+        held = json.loads((tmp_path / ".lock").read_text())
+        assert held["pid"] == os.getpid()
+        with pytest.raises(ValueError, match=f"is being trained by pid {os.getpid()}"):
+            RunLock(tmp_path).acquire()
+    assert not (tmp_path / ".lock").exists() and not lock.held
+    (tmp_path / ".lock").write_text(json.dumps({**held, "pid": dead_pid()}))
+    with RunLock(tmp_path):
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    assert os.listdir(tmp_path) == []
