@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from landscape.cli import main
-from regularizers.files import (RunLock, atomic_path, atomic_write_text, remove_stale_temps, temp_path)
+from regularizers.files import RunLock, atomic_path, atomic_write_text, remove_stale_temps, temp_path
 
 LANDSCAPE = str(Path(sys.executable).with_name("landscape"))
 TRAIN = ["train", "--model", "cnn", "--model-option", "channels=[4,8]", "--data", "digits", "--epochs", "3",
