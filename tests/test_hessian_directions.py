@@ -80,6 +80,7 @@ def test_weights_only_directions_leave_the_bias_still_and_round_trip(tmp_path):
     path = save_directions(tmp_path / "hessian.h5", dirs)
     assert read_attrs(path)["xkind"] == "hessian" and read_attrs(path)["zkind"] == "hessian"
     loaded = load_directions(path, model=model)
+    np.testing.assert_allclose(loaded.meta["eigenvalues"], dirs.meta["eigenvalues"], rtol=0, atol=0)
     for axis, again in zip(dirs.axes, loaded.axes):
         for t, u in zip(axis, again):
             torch.testing.assert_close(t, u, rtol=0, atol=0)
