@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -99,7 +100,10 @@ def _open(path, mode: str = "r", name=None) -> h5py.File:
                 f"{name}: locked by another process that has it open (HDF5 file locking); wait for "
                 "it to finish (HDF5_USE_FILE_LOCKING=FALSE lifts the lock: only if you know that "
                 "no other process writes the file)") from None
-        reason = str(err).split("(")[0].strip().rstrip(",") or "unreadable"
+        text = str(err)  # "Unable to synchronously open file (file signature not found)"
+        system = re.search(r"error message = '([^']*)'", text)
+        reason = system.group(1) if system else text[text.find("(") + 1:text.rfind(")")] if "(" in text else text
+        reason = " ".join(reason.split()).lower() or "unreadable"
         raise ValueError(f"{name}: not a readable HDF5 file ({reason})") from None
 
 

@@ -415,13 +415,13 @@ def _fit_epochs(model, data, opt, scheduler, stopper, regs, out: Optional[Path],
             stopped = stopper.update(epoch, row["val_loss"], row["val_acc"], model)
         for key, value in row.items():
             history[key].append(value)
-        if progress:
+        if out is not None:
+            _save_checkpoint(out, model, opt, scheduler, stopper, epoch=epoch, history=history, stopped=stopped)
+        if progress:  # after the checkpoint: an epoch shown is an epoch saved
             extra = f"  val acc {row['val_acc']:5.1f}%" if stopper else ""
             print(f"epoch {epoch:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:5.1f}%  "
                   f"test loss {test_loss:.4f} acc {test_acc:5.1f}%{extra}  lr {lr_now:.3g}  "
                   f"({row['seconds']:.1f} s)", flush=True)
-        if out is not None:
-            _save_checkpoint(out, model, opt, scheduler, stopper, epoch=epoch, history=history, stopped=stopped)
 
     best_epoch = epoch
     if stopper and stopper.best_state:

@@ -1,0 +1,247 @@
+"""Every bad input of issue 12, one table: exit status 2, exactly one line on stderr, no traceback,
+and no file of the involved folders changed (every file hashed before and after). Also: a
+checkpoint carrying a pickled payload is refused by every command that reads checkpoints (the
+payload never runs), Ctrl-C exits 130 with one line, and a closed output pipe exits quietly."""
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape.cli import main
+from regularizers.files import RunLock
+
+LANDSCAPE = str(Path(sys.executable).with_name("landscape"))
+TRAIN = ["--model", "cnn", "--model-option", "channels=[4,8]", "--data", "digits", "--epochs", "1",
+         "--batch-size", "256", "--device", "cpu", "--quiet"]
+SURFACE = ["--checkpoint", "{root}/run", "--x=-1:1:3", "--y=-1:1:3", "--batch-size", "500", "--device", "cpu",
+           "--quiet", "--dir_file", "{root}/dir.h5"]
+
+
+class Payload:
+    """Pickled, it becomes a call of ``open(marker, "w")``: loading it unsafely creates the marker."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A run folder, its 3x3 surface, an unfinished copy, bad data files and planted checkpoints."""
+    root = tmp_path_factory.mktemp("bad_input")
+    assert main(["train", *TRAIN, "--out", str(root / "run")]) == 0
+    assert main(["surface", *[a.format(root=root) for a in SURFACE], "--surf_file", str(root / "surface.h5")]) == 0
+    rng = np.random.default_rng(0)
+    np.savez(root / "negative_labels.npz", x=rng.random((40, 4), dtype=np.float32), y=np.r_[np.zeros(39, int), -1])
+    x = rng.random((40, 4), dtype=np.float32)
+    x[3, 1] = np.nan
+    np.savez(root / "nan_pixel.npz", x=x, y=np.arange(40) % 2)
+    (root / "junk.h5").write_bytes(b"not an hdf5 file" * 16)
+    (root / "figures").mkdir()
+
+    state = torch.load(root / "run" / "model.pt", weights_only=True)
+    marker = root / "PAYLOAD_RAN"
+    evil = root / "evil"  # a run folder whose model and checkpoint carry the payload
+    (evil / "checkpoints").mkdir(parents=True)
+    shutil.copy(root / "run" / "config.json", evil / "config.json")
+    torch.save({**state, "payload": Payload(marker)}, evil / "model.pt")
+    torch.save({"model": state, "payload": Payload(marker)}, evil / "checkpoints" / "epoch_001.pt")
+    resumed = root / "resume"  # a run whose latest checkpoint carries the payload
+    shutil.copytree(root / "run", resumed)
+    checkpoint = torch.load(resumed / "checkpoints" / "epoch_001.pt", weights_only=True)
+    torch.save({**checkpoint, "epoch": 0, "payload": Payload(marker)}, resumed / "checkpoints" / "epoch_002.pt")
+    return root
+
+
+def digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@contextlib.contextmanager
+def read_only(path: Path):
+    """``path`` (a file or a folder and all in it) cannot be changed, even by root: chmod for
+    other users, ``chattr +i`` (immutable) for root."""
+    if os.geteuid() != 0:
+        paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+        modes = {p: p.stat().st_mode for p in paths}
+        for p in paths:
+            p.chmod(modes[p] & 0o555)
+        try:
+            yield
+        finally:
+            for p in paths:
+                p.chmod(modes[p])
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "-R", "+i", str(path)],
+                                                        capture_output=True).returncode:
+        pytest.skip("running as root on a file system without chattr +i: cannot make a read-only folder")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-R", "-i", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def opened_elsewhere(path: Path):
+    """``path`` held open by another process (HDF5 file locking; a reader, which changes no byte)."""
+    holder = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r'); "
+                               "print('open', flush=True); time.sleep(120)", str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@contextlib.contextmanager
+def trained_elsewhere(path: Path):
+    """The run folder ``path`` locked by a live process (this one, as if it trained there)."""
+    with RunLock(path):
+        yield
+
+
+# (id, command line, words of the message, folders hashed, situation)
+CASES = [
+    ("train other lr", ["train", *TRAIN, "--out", "{root}/run", "--lr", "0.01"],
+     "run was made with lr=0.05, not 0.01", ["run"], None),
+    ("train other model", ["train", "--model", "mlp", *TRAIN[4:], "--out", "{root}/run"],
+     "made with model='cnn', not 'mlp'", ["run"], None),
+    ("train other data", ["train", *TRAIN, "--data-seed", "1", "--out", "{root}/run"],
+     "data_seed=0, not 1", ["run"], None),
+    ("train lr nan", ["train", *TRAIN, "--lr", "nan", "--out", "{root}/run"], "lr must be", ["run"], None),
+    ("train lr inf", ["train", *TRAIN, "--lr", "inf", "--out", "{root}/run"], "lr must be", ["run"], None),
+    ("train momentum 2", ["train", *TRAIN, "--momentum", "2", "--out", "{root}/run"], "momentum must be in [0, 1)",
+     ["run"], None),
+    ("train batch size 0", ["train", *TRAIN, "--batch-size", "0", "--out", "{root}/run"],
+     "batch_size must be an integer >= 1", ["run"], None),
+    ("train negative coefficient", ["train", *TRAIN, "--reg", "mma:-1", "--out", "{root}/run"],
+     "coefficient must be a finite number >= 0", ["run"], None),
+    ("train bogus device", ["train", *TRAIN, "--device", "bogus", "--out", "{root}/run"], "bogus", ["run"], None),
+    ("train negative labels", ["train", "--model", "mlp", "--data", "{root}/negative_labels.npz", "--out", "{root}/run",
+                               "--quiet"], "negative", ["run"], None),
+    ("train NaN pixel", ["train", "--model", "mlp", "--data", "{root}/nan_pixel.npz", "--out", "{root}/run", "--quiet"],
+     "non-finite", ["run"], None),
+    ("train read-only out", ["train", *TRAIN, "--out", "{root}/run"], "cannot write", ["run"], "read_only:run"),
+    ("train into a folder in use", ["train", *TRAIN, "--out", "{root}/run"], f"is being trained by pid {os.getpid()}",
+     ["run"], "trained_elsewhere:run"),
+    ("train resumes a pickled checkpoint", ["train", *TRAIN, "--out", "{root}/resume"],
+     "epoch_002.pt: refused", ["resume"], None),
+    ("surface huge grid", ["surface", *SURFACE, "--x=-1:1:1000000000", "--surf_file", "{root}/huge.h5"],
+     "points needs about", ["."], None),
+    ("surface negative labels", ["surface", *SURFACE, "--data", "{root}/negative_labels.npz", "--surf_file",
+                                 "{root}/labels.h5"], "negative", ["."], None),
+    ("surface bogus device", ["surface", *SURFACE, "--device", "bogus", "--surf_file", "{root}/d.h5"], "bogus", ["."],
+     None),
+    ("surface file in use", ["surface", *SURFACE, "--surf_file", "{root}/surface.h5"],
+     "locked by another process", ["."], "opened_elsewhere:surface.h5"),
+    ("surface file read-only", ["surface", *SURFACE, "--surf_file", "{root}/surface.h5"],
+     "surface.h5: permission denied", ["."], "read_only:surface.h5"),
+    ("surface file not HDF5", ["surface", *SURFACE, "--surf_file", "{root}/junk.h5"],
+     "junk.h5: not a readable HDF5 file (file signature not found)", ["."], None),
+    ("surface pickled checkpoint", ["surface", *SURFACE[2:], "--checkpoint", "{root}/evil", "--surf_file",
+                                    "{root}/evil.h5"], "evil/model.pt", ["."], None),
+    ("interpolate pickled checkpoint", ["interpolate", "--checkpoint", "{root}/run", "--model_file2",
+                                        "{root}/evil/model.pt", "--x=0:1:3", "--quiet", "--device", "cpu"],
+     "evil/model.pt", ["."], None),
+    ("trajectory pickled checkpoint", ["trajectory", "{root}/evil"], "evil/", ["."], None),
+    ("diagnose pickled checkpoint", ["diagnose", "{root}/evil", "--quick", "--quiet", "--device", "cpu"],
+     "evil/model.pt", ["."], None),
+    ("plot read-only out", ["plot", "{root}/surface.h5", "--out", "{root}/figures", "--kinds", "contour"],
+     "cannot write", ["."], "read_only:figures"),
+    ("plot not HDF5", ["plot", "{root}/junk.h5"], "not a readable HDF5 file", ["."], None),
+    ("diagnose read-only out", ["diagnose", "{root}/run", "--quick", "--no-surface", "--quiet", "--device", "cpu",
+                                "--out", "{root}/figures"], "figures", ["."], "read_only:figures"),
+]
+
+
+@pytest.mark.parametrize("argv, words, folders, situation", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(root, capfd, argv, words, folders, situation):
+    argv = [a.format(root=root) for a in argv]
+    before = {f: digest(root / f) for f in folders}
+    capfd.readouterr()
+    context = contextlib.nullcontext()
+    if situation:
+        kind, _, name = situation.partition(":")
+        context = {"read_only": read_only, "opened_elsewhere": opened_elsewhere,
+                   "trained_elsewhere": trained_elsewhere}[kind](root / name)
+    with context:
+        code = main(argv)
+        err = capfd.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert words in err, err
+    assert err.startswith(f"landscape {argv[0]}: error: "), err
+    assert {f: digest(root / f) for f in folders} == before
+    assert not (root / "PAYLOAD_RAN").exists()
+
+
+def test_the_planted_payload_would_run_if_loaded_unsafely(tmp_path):
+    marker = tmp_path / "ran"
+    torch.save({"payload": Payload(marker)}, tmp_path / "p.pt")
+    torch.load(tmp_path / "p.pt", weights_only=False)
+    assert marker.exists()
+
+
+def test_unfinished_and_nan_surfaces_are_plotted_with_a_warning(root, capfd):
+    unfinished = root / "unfinished.h5"
+    shutil.copy(root / "surface.h5", unfinished)
+    with h5py.File(unfinished, "r+") as f:
+        done = f["done"][()]
+        done[0, :2] = 0
+        f["done"][...] = done
+        loss = f["train_loss"][()]
+        loss[2, 2] = np.nan
+        f["train_loss"][...] = loss
+    capfd.readouterr()
+    assert main(["plot", str(unfinished), "--kinds", "heatmap", "--out", str(root / "plots")]) == 0
+    err = capfd.readouterr().err.strip()
+    assert err == (f"landscape plot: warning: {unfinished}: 2 of 9 points are not computed yet (rerun the same "
+                   "`landscape surface` command to finish them); 1 computed points are NaN (the loss diverged "
+                   "there); they are left blank")
+    assert sorted(p.name for p in (root / "plots").iterdir()) == ["unfinished_train_loss_heatmap.png"]
+
+
+def _train_in_background(out: Path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [LANDSCAPE, "train", *[a for a in TRAIN if a != "--quiet"], "--epochs", "50", "--out", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_ctrl_c_exits_130_with_one_line_and_leaves_a_resumable_run(tmp_path):
+    out = tmp_path / "run"
+    child = _train_in_background(out)
+    assert child.stdout.readline().startswith("epoch   1/50")
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130
+    assert err.strip().splitlines() == ["landscape train: interrupted; rerun the same command to resume after "
+                                        "the last finished epoch"], err
+    assert (out / "checkpoints" / "epoch_001.pt").is_file()
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert json.loads((out / "config.json").read_text())["epochs"] == 50
+
+
+def test_a_closed_output_pipe_exits_quietly(tmp_path):
+    out = tmp_path / "run"
+    child = _train_in_background(out)
+    assert child.stdout.readline().startswith("epoch   1/50")
+    child.stdout.close()  # as `| head -1` does
+    child.wait(timeout=120)
+    assert child.returncode == 141
+    assert child.stderr.read() == ""
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
