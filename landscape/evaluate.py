@@ -233,7 +233,7 @@ def unfoldable(layer: nn.Module) -> bool:
 
 @dataclass
 class _Unfolded:
-    """A split's input to a ``Conv2d`` first layer as patches ``cols`` (n, C_in*kh*kw, L) and
+    """A split's input to a ``Conv2d`` first layer as patches ``cols`` (n, L, C_in*kh*kw) and
     the output's spatial shape ``(H_out, W_out)``."""
 
     cols: torch.Tensor
@@ -389,6 +389,7 @@ class Evaluator:
         index = {n: i for i, n in enumerate(names)}
         self._dirs = torch.stack([torch.cat([axis[index[n]].reshape(-1).to(self.dtype) for n in self._vary])
                                   for axis in directions.axes]).to(self.device)
+        self._channels_last = self.device.type == "cpu"
         self._data = {}
         for split in self.splits:
             source = sources[split]
@@ -397,6 +398,8 @@ class Evaluator:
                     raise ValueError(f"the {split!r} split holds no examples")
                 x, y = source.x, source.y
                 x = x.to(device=self.device, dtype=self.dtype if x.is_floating_point() else None)
+                if self._channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 source = Tensors(x, y.to(self.device))
                 if self.loss in ("crossentropy", "nll") and source.y.is_floating_point():
                     raise ValueError(f"loss {self.loss!r} needs integer class targets; use loss='mse' "
@@ -409,7 +412,7 @@ class Evaluator:
         the staged rows, None for a streamed split's first batch)."""
         source = self._data[self.splits[0]]
         if isinstance(source, Tensors):
-            rows = slice(0, 64)
+            rows = slice(0, 16)
             return source.x[rows], source.y[rows], rows
         inputs, targets = next(iter(source.batches()), (None, None))
         if inputs is None:
@@ -491,9 +494,10 @@ class Evaluator:
 
     @staticmethod
     def _unfold(layer: nn.Conv2d, x: torch.Tensor) -> _Unfolded:
-        """Patches of ``x`` (n, C_in, H, W) for ``layer``, and its output's (H_out, W_out)."""
+        """Patches of ``x`` (n, C_in, H, W) for ``layer`` as (n, L, C_in*kh*kw), L = H_out*W_out,
+        and the output's (H_out, W_out)."""
         cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, padding=layer.padding,
-                        stride=layer.stride)
+                        stride=layer.stride).transpose(1, 2).contiguous()
         size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
                 zip(x.shape[-2:], layer.padding, layer.dilation, layer.kernel_size, layer.stride)]
         return _Unfolded(cols, tuple(size))
@@ -509,10 +513,11 @@ class Evaluator:
         """The fastest candidate batch size on this device, and a note saying so.
 
         Candidates (:data:`BATCH_CANDIDATES`, capped by the first staged split's size ``n``)
-        are timed in increasing order, each on one warm-up and one timed batch of its size at
-        the origin (a pass of ``points_per_pass`` points, the program in use), until the timed
-        samples would exceed ``n``: tuning costs at most about two points' worth of that split.
-        The kept size has the least time per example.
+        are timed in increasing order, each on one warm-up batch of its size (kernel selection
+        for the new shape) and one timed batch, at the origin (a pass of ``points_per_pass``
+        points, the program in use), while the examples run stay within ``n`` (the smallest
+        candidate always runs): tuning costs about one point's worth of that split. The kept
+        size has the least time per example.
         """
         staged = [s for s in self.splits if isinstance(self._data[s], Tensors)]
         if not staged:
@@ -524,14 +529,14 @@ class Evaluator:
         logits_of = self._logits_of(self.program, coords)
         per_example, used = {}, 0
         for size in sizes:
-            if per_example and used + size > n:
+            if per_example and used + 2 * size > n:
                 break
             try:
                 seconds = [self._timed_pass(logits_of, split, size) for _ in range(2)]
             except torch.cuda.OutOfMemoryError:  # larger sizes will not fit either
                 torch.cuda.empty_cache()
                 break
-            per_example[size], used = seconds[1] / size, used + size
+            per_example[size], used = seconds[1] / size, used + 2 * size
         best = min(per_example, key=per_example.get)
         return best, f"auto: {best} of {','.join(map(str, per_example))}"
 
@@ -595,8 +600,10 @@ class Evaluator:
             cached = self._cache[split]
             if isinstance(cached, _Unfolded):  # (C_out, K) weight at the point, BN scale folded in
                 w = self._first_weights[0] + (coords @ self._first_weights[1:].flatten(1)).view_as(self._first_weights[0])
-                first = torch.matmul(w * scale[:, None], cached.cols[rows]).add_(shift[:, None])
-                first = first.view(*first.shape[:2], *cached.spatial)
+                first = torch.matmul(cached.cols[rows], (w * scale[:, None]).t()).add_(shift)  # (B, L, C_out)
+                first = first.view(len(first), *cached.spatial, -1).permute(0, 3, 1, 2)  # channels last
+                if not self._channels_last:
+                    first = first.contiguous()
             else:
                 first = cached[0][rows]
                 for k in range(len(cached) - 1):  # one fused pass per direction
