@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from landscape.grid import Grid, make_grid, parse_axis
+from landscape.grid import Grid, check_size, make_grid, parse_axis
 
 
 def test_parse_axis_is_linspace():
@@ -49,8 +49,8 @@ def test_3d_flat_order():
     assert grid.shape == (4, 3, 2)
     coords = grid.coords(np.arange(grid.size))
     for k, (x, y, z) in enumerate(coords):
-        l, i, j = np.unravel_index(k, grid.shape)
-        assert (x, y, z) == (grid.axes[0][j], grid.axes[1][i], grid.axes[2][l])
+        s, i, j = np.unravel_index(k, grid.shape)
+        assert (x, y, z) == (grid.axes[0][j], grid.axes[1][i], grid.axes[2][s])
 
 
 def test_1d_grid():
@@ -58,3 +58,19 @@ def test_1d_grid():
     assert grid.shape == (5,)
     np.testing.assert_array_equal(grid.coords([0, 4]), [[-1.0], [1.0]])
     assert isinstance(grid, Grid)
+
+
+def test_grid_size_is_checked_against_memory_before_allocation():
+    # 41 bytes per point with four values (8 per value, 1 for the done mark, 8 for the index), 8 per coordinate
+    assert check_size([10, 20]) == 200 * 41 + 8 * 30
+    with pytest.raises(ValueError, match=r"a grid of 1,000,000,000 points needs about 45\.6 GiB of memory for its "
+                                         r"values, more than the 1\.0 GiB available"):
+        check_size([10**9], available=2**30)
+    with pytest.raises(ValueError, match=r"a grid of 1000000 x 1000000 = 1,000,000,000,000 points needs about 37\.3 TiB"):
+        make_grid("-1:1:1000000", "-1:1:1000000")  # refused before numpy allocates anything
+    assert check_size([10**6], values_per_point=2, available=33 * 10**6) == 25 * 10**6 + 8 * 10**6  # just fits
+
+
+def test_error_messages_name_the_axis_not_a_flag():
+    with pytest.raises(ValueError, match=r"^y axis '1:-1:5': stop must be greater than start$"):
+        make_grid("0:1:2", "1:-1:5")

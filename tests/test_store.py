@@ -1,3 +1,6 @@
+import os
+import socket
+
 import h5py
 import numpy as np
 import pytest
@@ -6,8 +9,8 @@ from torch import nn
 
 from landscape.directions import random_directions
 from landscape.grid import make_grid
-from landscape.store import (SurfaceWriter, load_directions, prepare_surface, read_projection, read_surface,
-                             save_directions, save_projection, tensors_sha256)
+from landscape.store import (SurfaceWriter, file_sha256, load_directions, prepare_surface, read_projection,
+                             read_surface, save_directions, save_projection, tensors_sha256)
 
 
 def net():
@@ -139,3 +142,70 @@ def test_projection_round_trip(tmp_path):
     assert labels == ["epoch_001", "epoch_002", "epoch_003"]
     with h5py.File(path) as f:
         np.testing.assert_array_equal(f["proj_ycoord"][()], [2.0, -1.0, 0.0])
+
+
+def test_de_facto_nan_is_never_done(tmp_path):
+    x, y = np.linspace(-1, 1, 3), np.linspace(0, 1, 2)
+    loss = np.arange(6, dtype=float) + 1
+    loss[2], loss[5] = np.nan, -1  # a NaN in a file without a done mask: nothing says it was computed
+    path = tmp_path / "facto.h5"
+    de_facto_surface(path, x, y, {"train_loss": loss})
+    s = read_surface(path)
+    assert s.done.sum() == 4 and s.missing_count() == 2 and s.nan_count() == 0
+    np.testing.assert_array_equal(prepare_surface(path, grid=make_grid(x, y), keys=["train_loss"], attrs={}), [2, 5])
+
+
+def test_writer_stores_a_chunk_of_scattered_points_in_one_write(tmp_path):
+    grid, keys = make_grid("0:3:4", "0:2:3", "0:1:2"), ["train_loss", "test_acc"]  # 3D: shape (2, 3, 4)
+    path = tmp_path / "s.h5"
+    prepare_surface(path, grid=grid, keys=keys, attrs={})
+    first, second = np.array([23, 0, 7, 12]), np.array([5, 6])
+    rows = lambda idx: np.c_[idx * 1.5, 100.0 - idx]  # noqa: E731 -- a known value per flat index
+    with SurfaceWriter(path, keys) as write:
+        write(first, rows(first))
+        write(second, rows(second))
+    s = read_surface(path)
+    written = np.r_[first, second]
+    expected = np.full(grid.size, np.nan)
+    expected[written] = written * 1.5
+    np.testing.assert_array_equal(s["train_loss"].reshape(-1), expected)
+    expected[written] = 100.0 - written
+    np.testing.assert_array_equal(s["test_acc"].reshape(-1), expected)
+    assert sorted(np.flatnonzero(s.done)) == sorted(written)
+    assert s.missing_count() == grid.size - 6 and s.nan_count() == 0
+
+
+def test_nan_count_counts_finished_points_only(tmp_path):
+    grid, keys = make_grid("0:2:3"), ["train_loss", "train_acc"]
+    path = tmp_path / "s.h5"
+    prepare_surface(path, grid=grid, keys=keys, attrs={})
+    with SurfaceWriter(path, keys) as write:
+        write(np.array([0, 2]), np.array([[np.nan, 10.0], [0.5, np.nan]]))
+    s = read_surface(path)
+    assert (s.nan_count(), s.missing_count()) == (2, 1)
+
+
+def test_a_file_that_fails_during_creation_is_not_left_behind(tmp_path):
+    class Broken:
+        dir_type, info, meta = "weights", [{}], {}
+        axes = [[torch.zeros(2), "not a tensor"]]
+
+        def attrs(self):
+            return {}
+
+    with pytest.raises(AttributeError):
+        save_directions(tmp_path / "d.h5", Broken())
+    assert os.listdir(tmp_path) == []
+    path = save_directions(tmp_path / "d.h5", random_directions(net(), ndim=1, seed=0))
+    before = file_sha256(path)
+    with pytest.raises(AttributeError):
+        save_directions(path, Broken())
+    assert file_sha256(path) == before and os.listdir(tmp_path) == ["d.h5"]
+    assert load_directions(path, model=net()).ndim == 1
+
+
+def test_leftover_temporaries_of_killed_writers_are_removed(tmp_path):
+    stale = tmp_path / f".s.h5.{socket.gethostname().replace('.', '_')}.999999999.tmp"
+    stale.write_bytes(b"half an hdf5 file")
+    prepare_surface(tmp_path / "s.h5", grid=make_grid("0:1:2"), keys=["train_loss"], attrs={})
+    assert os.listdir(tmp_path) == ["s.h5"]
