@@ -364,11 +364,11 @@ class Evaluator:
         with torch.inference_mode():
             self._setup(model, sources, directions)
             self.program = self._plain
+            self._check_targets()  # on the plain path: user errors (output=, labels) surface here
             streamed = not all(isinstance(self._data[s], Tensors) for s in self.splits)
             options = dict(fold_bn=fold_bn, first_layer=False if streamed else first_layer, reorder=reorder)
             if fold_bn or options["first_layer"] is not False or reorder:
                 self._try_fast(model, options, cache_bytes)
-            self._check_targets()
             if batch_size is not None:
                 self.batch_size, self.batch_size_note = int(batch_size), f"{int(batch_size)} (given)"
             else:
@@ -420,7 +420,8 @@ class Evaluator:
         return self.hooks.to(inputs, self.device), self.hooks.to(targets, self.device), None
 
     def _check_targets(self) -> None:
-        """Class targets within the model's outputs (checked on the sample's outputs)."""
+        """The plain path runs on a sample and its outputs can be selected; class targets lie
+        within the model's outputs."""
         inputs, targets, rows = self._sample()
         coords = torch.zeros(len(self._dirs), dtype=self.dtype, device=self.device)
         program = self.program

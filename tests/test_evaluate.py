@@ -1,4 +1,5 @@
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -221,3 +222,124 @@ def test_values_do_not_depend_on_the_batch_size(tmp_path):
     again = compute_surface(net, data, directions=d, batch_size=64, device="cpu", progress=False,
                             surf_file=tmp_path / "b7.h5", **grid)
     np.testing.assert_array_equal(again["train_loss"], runs[7]["train_loss"])
+
+
+# ------------------------------------------------------------------ data, loss and output forms
+class Pixels(nn.Module):
+    """The conv-BN net, called as ``model(pixels=x)``, returning ``{"logits": ..., "features": ...}``."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixels):
+        return {"logits": self.net(pixels), "features": pixels.flatten(1)}
+
+
+class Masked(nn.Module):
+    """The conv-BN net called as ``model(x, scale)`` (tuple inputs), returning a tuple."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x, scale):
+        return self.net(x * scale), x
+
+
+class Listed(torch.utils.data.Dataset):
+    """A map-style Dataset that is not a TensorDataset (streamed)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def _surface(net, data, d, **kwargs):
+    from landscape.surface import compute_surface
+
+    result = compute_surface(net, data, directions=d, x="-1:1:3", y="-0.5:0.5:2", device="cpu", progress=False,
+                             **kwargs)
+    return np.stack([result[k] for k in result.values])  # (keys, ny, nx)
+
+
+def test_every_data_form_gives_the_staged_values():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from regularizers.data import Dataset
+
+    net, data = conv_bn_net(), tiny_data(n_train=90)
+    d = random_directions(net, ndim=2, seed=11)
+    (xt, yt), (xs, ys) = data["train"], data["test"]
+    staged = _surface(net, data, d)
+    train_only = _surface(net, {"train": data["train"]}, d)
+    forms = {
+        "Dataset": (Dataset("mine", xt, yt, xs, ys, num_classes=5), staged),
+        "(x, y) pair": ((xt, yt), train_only),
+        "numpy pair": ((xt.numpy(), yt.numpy()), train_only),
+        "TensorDataset": (TensorDataset(xt, yt), train_only),
+        "map-style Dataset": (Listed(xt, yt), train_only),
+        "DataLoader": (DataLoader(TensorDataset(xt, yt), batch_size=32), train_only),
+        "dict of loaders": ({"train": DataLoader(TensorDataset(xt, yt), batch_size=25),
+                             "test": DataLoader(TensorDataset(xs, ys), batch_size=70)}, staged),
+        "list of batches": ([(xt[:50], yt[:50]), (xt[50:], yt[50:])], train_only),
+    }
+    for name, (form, expected) in forms.items():
+        np.testing.assert_allclose(_surface(net, form, d), expected, rtol=1e-6, err_msg=name)
+
+
+def test_dict_and_tuple_inputs_and_outputs_are_streamed():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    net, data = conv_bn_net(), tiny_data(n_train=90)
+    d = random_directions(net, ndim=2, seed=12)
+    x, y = data["train"]
+    expected = _surface(net, {"train": (x, y)}, d)
+    pixels = Pixels(net)
+    loader = [({"pixels": x[i:i + 40]}, y[i:i + 40]) for i in range(0, 90, 40)]
+    np.testing.assert_allclose(_surface(pixels, loader, d, output="logits"), expected, rtol=1e-6)
+    dict_loader = DataLoader(TensorDataset(x, y), batch_size=32, collate_fn=lambda rows: (
+        {"pixels": torch.stack([r[0] for r in rows])}, torch.stack([r[1] for r in rows])))
+    ev = Evaluator(pixels, dict_loader, d, splits=("train",), output="logits", device="cpu")
+    assert ev.program.first is None and len(ev.program.folds) == 2  # streamed: BN folded, no first-layer cache
+    assert ev.batch_size is None and ev.batch_size_note == "the loader's batches"
+    np.testing.assert_allclose(ev(np.array([[-1.0, -0.5], [1.0, 0.5]])), [expected[:, 0, 0], expected[:, 1, 2]],
+                               rtol=1e-6)
+    masked = Masked(net)
+    tuples = [((x[i:i + 30], torch.tensor(1.0)), y[i:i + 30]) for i in range(0, 90, 30)]
+    np.testing.assert_allclose(_surface(masked, tuples, d, output=0), expected, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one clear error, no fallback warning first
+        with pytest.raises(TypeError, match="output="):
+            Evaluator(pixels, loader, d, splits=("train",), device="cpu")
+
+
+def test_loss_callables_and_accuracy_switch():
+    net, data = conv_bn_net(), tiny_data()
+    d = random_directions(net, ndim=2, seed=13)
+    named = Evaluator(net, data, d, device="cpu")(POINTS)
+    per_example = Evaluator(net, data, d, device="cpu", loss=lambda out, t: 2 * F.cross_entropy(out, t, reduction="none"))
+    np.testing.assert_allclose(per_example(POINTS)[:, [0, 2]], 2 * named[:, [0, 2]], rtol=1e-6)
+    np.testing.assert_array_equal(per_example(POINTS)[:, [1, 3]], named[:, [1, 3]])
+    batch_mean = Evaluator(net, data, d, device="cpu", batch_size=32, loss=F.cross_entropy)  # scalar per batch
+    np.testing.assert_allclose(batch_mean(POINTS), named, rtol=1e-6)
+    no_acc = Evaluator(net, data, d, device="cpu", accuracy=False)(POINTS)
+    assert np.isnan(no_acc[:, [1, 3]]).all()
+    np.testing.assert_allclose(no_acc[:, [0, 2]], named[:, [0, 2]], rtol=1e-6)
+
+
+def test_regression_targets_give_nan_accuracy():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    x, y = torch.randn(50, 4), torch.randn(50, 2)
+    d = random_directions(net, ndim=1, seed=0, ignore=None)
+    ev = Evaluator(net, (x, y), d, splits=("train",), loss="mse", device="cpu")
+    got = ev(np.array([[0.0], [0.5]]))
+    assert np.isnan(got[:, 1]).all()
+    with torch.no_grad():
+        np.testing.assert_allclose(got[0, 0], float(((net(x) - y) ** 2).mean()), rtol=1e-6)
