@@ -1,5 +1,9 @@
 """Trainer: accuracy on digits, exact resume, early stopping, schedules, run folder, CLI."""
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -134,3 +138,79 @@ def test_cli_lists_models_and_regularizers(capsys):
     assert {"cnn", "mlp", "resnet20", "vgg9", "densenet_bc100_12"} <= set(models)
     assert main(["train", "--list-regularizers"]) == 0
     assert {"mma", "norm", "linr", "residual"} <= set(capsys.readouterr().out.split())
+
+
+def test_a_run_folder_is_bound_to_its_settings(digits, tmp_path):
+    first = fit(small_cnn(digits), digits, epochs=1, lr=0.05, batch_size=256, out=tmp_path, progress=False,
+                config={"data": "digits"})
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=f"^{tmp_path} was made with lr=0.05, not 0.01: overwrite it"):
+        fit(small_cnn(digits), digits, epochs=1, lr=0.01, batch_size=256, out=tmp_path, progress=False,
+            config={"data": "digits"})
+    with pytest.raises(ValueError, match="batch_size=256, not 128; data='digits', not 'other'"):
+        fit(small_cnn(digits), digits, epochs=1, lr=0.05, out=tmp_path, progress=False, config={"data": "other"})
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files  # nothing touched
+
+    same = fit(small_cnn(digits, seed=5), digits, epochs=1, lr=0.05, batch_size=256, out=tmp_path,
+               progress=False, config={"data": "digits"})  # finished: resumed, not trained again
+    assert same.history == first.history
+    replaced = fit(small_cnn(digits), digits, epochs=2, lr=0.01, batch_size=256, out=tmp_path, progress=False,
+                   config={"data": "digits"}, overwrite=True)
+    assert replaced.history["lr"] == [0.01, 0.01]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["lr"], config["epochs"], config["momentum"], config["data"]) == (0.01, 2, 0.9, "digits")
+    assert json.loads((tmp_path / "history.json").read_text())["lr"] == [0.01, 0.01]
+
+
+def test_a_folder_in_training_is_refused_and_a_dead_trainers_lock_is_taken_over(digits, tmp_path):
+    from regularizers.files import RunLock
+
+    with RunLock(tmp_path), pytest.raises(ValueError, match=f"is being trained by pid {os.getpid()}"):
+        fit(small_cnn(digits), digits, epochs=1, out=tmp_path, progress=False)
+    assert os.listdir(tmp_path) == []
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    (tmp_path / ".lock").write_text(json.dumps({"pid": child.pid, "host": socket.gethostname().replace(".", "_")}))
+    fit(small_cnn(digits), digits, epochs=1, batch_size=256, out=tmp_path, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoints", "config.json", "data.pt", "history.json", "model.pt"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(lr=float("nan")), "lr must be a finite number > 0, got nan"),
+    (dict(lr=float("inf")), "lr must be a finite number > 0, got inf"),
+    (dict(momentum=2.0), r"momentum must be in \[0, 1\), got 2.0"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
+    (dict(epochs=0), "epochs must be an integer >= 1, got 0"),
+    (dict(weight_decay=-1.0), "weight_decay must be a finite number >= 0"),
+    (dict(patience=0), "patience must be an integer >= 1"),
+])
+def test_bad_settings_are_refused_before_anything_is_written(digits, tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        fit(small_cnn(digits), digits, out=tmp_path / "run", progress=False, **settings)
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_data_is_refused_before_anything_is_written(digits, tmp_path):
+    import dataclasses
+
+    cases = [
+        (dataclasses.replace(digits, y_test=digits.y_test.clone().fill_(10)),
+         f"{len(digits.y_test)} test labels outside 0..9"),
+        (dataclasses.replace(digits, x_train=digits.x_train.clone().index_fill_(0, torch.tensor([0, 1]), float("nan"))),
+         f"{2 * digits.x_train[0].numel()} non-finite input values in the train split"),
+        (dataclasses.replace(digits, num_classes=12), "the model has 10 outputs but data 'digits' has 12 classes"),
+    ]
+    for data, message in cases:
+        with pytest.raises(ValueError, match=message):
+            fit(small_cnn(digits), data, out=tmp_path / "run", progress=False)
+        assert not (tmp_path / "run").exists()
+
+
+def test_resume_refuses_a_checkpoint_that_is_not_plain_data(digits, tmp_path):
+    fit(small_cnn(digits), digits, epochs=1, batch_size=256, out=tmp_path, progress=False)
+    torch.save({"model": {}, "hook": print}, tmp_path / "checkpoints" / "epoch_002.pt")  # a pickled function
+    with pytest.raises(ValueError, match="epoch_002.pt: refused: it holds pickled Python objects"):
+        fit(small_cnn(digits), digits, epochs=1, batch_size=256, out=tmp_path, progress=False)
+    (tmp_path / "checkpoints" / "epoch_002.pt").write_bytes(b"truncated")
+    with pytest.raises(ValueError, match="epoch_002.pt: not a readable trainer checkpoint"):
+        fit(small_cnn(digits), digits, epochs=1, batch_size=256, out=tmp_path, progress=False)
