@@ -387,7 +387,9 @@ def _fit_epochs(model, data, opt, scheduler, stopper, regs, out: Optional[Path],
     state = _resume(out, model, opt, scheduler, stopper, device) if out is not None else None
     if state is not None:
         history, epoch, stopped = state["history"], state["epoch"], state.get("stopped", False)
-        if progress:
+        if progress and (stopped or epoch >= epochs):
+            print(f"reusing the trained run {out} (finished after epoch {epoch})", flush=True)
+        elif progress:
             print(f"resuming {out} after epoch {epoch}", flush=True)
 
     criterion = F.cross_entropy
