@@ -12,6 +12,9 @@ from analysis.generalization import (Gap, RefineSweep, accuracy_points, generali
                                      plot_learning_curves, plot_refine_sweep, sweet_point)
 from analysis.similarity import (count_above, filter_norms, plot_cosine_matrices,
                                  plot_filter_norms, plot_stable_ranks, stable_rank, stable_ranks)
+from analysis.hessian_directions import hessian_directions
+from analysis.spectrum import hessian_diagonal, plot_spectral_density, spectral_density
+from analysis.weight_spectra import fit_power_law, plot_weight_spectra, weight_spectra
 from analysis.tammes_problem import (MMA_TABLE1, TammesResult, TammesTable, known_optimum,
                                      plot_tammes_table, tammes, tammes_table)
 
@@ -27,4 +30,6 @@ __all__ = [
     "plot_stable_ranks", "stable_rank", "stable_ranks",
     "MMA_TABLE1", "TammesResult", "TammesTable", "known_optimum", "plot_tammes_table",
     "tammes", "tammes_table",
+    "hessian_directions", "hessian_diagonal", "plot_spectral_density", "spectral_density",
+    "fit_power_law", "plot_weight_spectra", "weight_spectra",
 ]

@@ -4,7 +4,7 @@ angle, by gradient descent on one of the energies compared in MMA Table 1.
 The energies are the layer losses of :mod:`regularizers.angular`, applied to the ``(n, d)``
 matrix of points (they normalize its rows): ``"mma"`` (eq. 6), ``"cosine"`` (eq. 5),
 ``"riesz"`` (Riesz-Fisher eq. 9 with s = 2, ``mhe_loss(w, s=2)``) and ``"log"`` (eq. 11,
-``mhe_loss(w, s=0) / 2``).
+``mhe_loss(w, s=0)``).
 
 Optimizer: points drawn from a standard normal (seeded), SGD with momentum 0.9 on the energy of
 the normalized rows, rows renormalized after every step (projected GD). The learning rate decays
@@ -26,14 +26,8 @@ from analysis.angles import minimal_angles
 from regularizers.angular import cosine_loss, mhe_loss, mma_loss
 
 
-def _log_energy(w: torch.Tensor) -> torch.Tensor:
-    """Eq. 11, ``-mean log ||u_i - u_j||``: half of ``mhe_loss(w, s=0)``, which takes the log of
-    the squared distance."""
-    return 0.5 * mhe_loss(w, s=0)
-
-
 ENERGIES = {"mma": mma_loss, "cosine": cosine_loss, "riesz": partial(mhe_loss, s=2),
-            "log": _log_energy}
+            "log": partial(mhe_loss, s=0)}
 LOSSES = tuple(ENERGIES)
 
 # MMA Table 1, minimal angle in degrees: (d, n) -> (optimal, MMA, cosine, Riesz-Fisher s=2, log).

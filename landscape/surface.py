@@ -10,6 +10,7 @@ MPI ranks (``compute_surface(..., comm=MPI.COMM_WORLD)``).
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple, Union
@@ -218,8 +219,15 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
         result = SurfaceResult.empty(grid, keys, attrs=settings() if root else {}, dir_file=dir_name)
     if len(pending) == 0:
         return result
+    stored = on_root(comm, lambda: result.attrs.get("batch_size")) if surf_file is not None else None
+    found = re.match(r"(?:auto: )?(\d+)", stored) if isinstance(stored, str) else None
+    resumed = evaluation.get("batch_size") is None and found is not None
+    if resumed:  # the batch size the file was begun with: the same summation order, the same values
+        evaluation = {**evaluation, "batch_size": int(found.group(1))}
     evaluator = on_all(comm, lambda: Evaluator(model, data, directions, splits=splits, loss=loss, **evaluation))
-    note = getattr(evaluator, "batch_size_note", str(evaluator.batch_size))
+    note = stored if resumed else evaluator.batch_size_note
+    if comm is not None and comm.Get_size() > 1:  # every rank uses rank 0's choice
+        evaluator.batch_size, note = comm.bcast((evaluator.batch_size, note), root=0)
     result.attrs["batch_size"] = note
     if surf_file is not None and root:  # recorded, not a setting: resuming with another batch size is fine
         with h5py.File(surf_file, "r+") as f:

@@ -155,7 +155,7 @@ def refine(model: nn.Module, data, rounds: int = 50, n_cls: Optional[int] = None
     :func:`linr_loss` (``confidence=True``: LinRC, ``mix=False``: LinRNM, ...).
     ``data`` is a :class:`regularizers.data.Dataset`; accuracies are on its train and test splits.
     """
-    from .train import evaluate
+    from .evaluation import evaluate
 
     device = next(model.parameters()).device
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
@@ -174,8 +174,8 @@ def refine(model: nn.Module, data, rounds: int = 50, n_cls: Optional[int] = None
         loss.backward()
         optimizer.step()
 
-    history = RefineHistory(evaluate(model, x_train, y_train, eval_batch_size)[1],
-                            evaluate(model, x_test, y_test, eval_batch_size)[1])
+    history = RefineHistory(evaluate(model, (x_train, y_train), batch_size=eval_batch_size)[1],
+                            evaluate(model, (x_test, y_test), batch_size=eval_batch_size)[1])
     model.train()
     for _ in range(rounds):
         for _ in range(n_cls if labels else 0):
@@ -184,6 +184,6 @@ def refine(model: nn.Module, data, rounds: int = 50, n_cls: Optional[int] = None
         for _ in range(n_linr):
             x, _y = next(linr_batches)
             step(opt_linr, linr_loss(model, x, **linr_options))
-        history.train_acc.append(evaluate(model, x_train, y_train, eval_batch_size)[1])
-        history.test_acc.append(evaluate(model, x_test, y_test, eval_batch_size)[1])
+        history.train_acc.append(evaluate(model, (x_train, y_train), batch_size=eval_batch_size)[1])
+        history.test_acc.append(evaluate(model, (x_test, y_test), batch_size=eval_batch_size)[1])
     return history
