@@ -1,54 +1,185 @@
-"""Shared by the figure scripts: their command line and the training runs they cache.
+"""Shared by the figure scripts: their command line, the data regime, cached training runs, and
+the verdict each figure prints and writes beside itself.
 
-Runs are ``landscape train`` folders under ``<out>/runs/<name>-e<epochs>``; a folder whose
-``model.pt`` exists and whose ``config.json`` holds the same settings is reused, one made with
-other settings is deleted and retrained. All runs are on the embedded digits data.
+**Regime.** The papers' effects are a point or two of accuracy on CIFAR; the embedded digits
+reach 99% with any method, leaving nothing to explain. The scripts therefore train on a seeded
+random subset of ``TRAIN_EXAMPLES`` = 300 training digits (a regime where a small CNN fits its
+training set exactly while test accuracy stays visibly below it, so a regularizer has room to
+help), and test on the whole digits test split (450 images), standardized with the training
+statistics. Every configuration runs ``--seeds`` seeds (default 3).
+
+**Verdict rule** (:func:`verdict`), stated once for all figures: for a claim "B is higher than A"
+(or lower), take the 95% t-interval of the effect -- Welch's for two groups of seeds, the plain
+t-interval of per-seed differences when the runs are paired (e.g. a model and its own
+refinement). *Reproduced*: the interval lies entirely on the claimed side of 0. *Not
+reproduced*: it lies entirely on the other side. Otherwise *inconclusive at this scale*.
+
+Runs are ``train_run`` folders under ``<out>/runs/<name>-s<seed>-e<epochs>``; a finished run with
+the same settings is reused. Output goes to ``--out`` (default ``./figures_out``, outside the
+source tree).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")  # before any pyplot import: the scripts only write files
 
-OUT = Path(__file__).resolve().parent / "out"
-EPOCHS, QUICK_EPOCHS = 20, 3   # every script's baseline, so they share one cached run
+OUT = Path("figures_out")
+EPOCHS, QUICK_EPOCHS = 40, 2
+SEEDS, QUICK_SEEDS = 3, 2
+TRAIN_EXAMPLES, QUICK_TRAIN_EXAMPLES = 300, 100
+VERDICTS = ("reproduced", "not reproduced", "inconclusive at this scale")
+RULE = ("reproduced: the 95% t-interval of the effect (Welch for two groups of seeds, paired for a "
+        "run and its own refinement) lies on the claimed side of 0; not reproduced: it lies on the "
+        "other side; otherwise inconclusive at this scale")
 
 
-def parser(doc: str) -> argparse.ArgumentParser:
-    """``--quick``, ``--epochs``, ``--seed`` and ``--out`` (default ``figures/out``)."""
+def parser(doc: str, *, epochs: int | None = EPOCHS, steps: str | None = None) -> argparse.ArgumentParser:
+    """``--quick``, ``--seeds``, ``--out``, and ``--epochs`` (default ``epochs``; None: the script
+    does not train) / ``--steps`` (``steps`` is the help text of a script's ``--steps``)."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="few epochs and small grids (for tests)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"training epochs (default {EPOCHS}, {QUICK_EPOCHS} with --quick)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=OUT, help="output folder (runs are cached in OUT/runs)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny setting for tests: fewer seeds, epochs, examples and points")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"seeds per configuration (default {SEEDS}, {QUICK_SEEDS} with --quick)")
+    if epochs:
+        p.add_argument("--epochs", type=int, default=None,
+                       help=f"training epochs (default {epochs}, {QUICK_EPOCHS} with --quick)")
+        p.set_defaults(default_epochs=epochs)
+    if steps:
+        p.add_argument("--steps", type=int, default=None, help=steps)
+    p.add_argument("--out", type=Path, default=OUT, help=f"output folder (default ./{OUT}); runs cached in OUT/runs")
     return p
 
 
 def parse(p: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
-    """Parse, fill ``--epochs``, create ``--out``, and use one torch thread (tiny models)."""
+    """Parse (an unknown option is a one-line ValueError), fill the defaults, create ``--out``
+    and use one torch thread (tiny models; the machine is shared)."""
     import torch
 
-    args = p.parse_args(argv)
-    args.epochs = args.epochs or (QUICK_EPOCHS if args.quick else EPOCHS)
+    args, extra = p.parse_known_args(argv)
+    if extra:
+        raise ValueError(f"{p.prog} does not take {' '.join(extra)}")
+    count = args.seeds or (QUICK_SEEDS if args.quick else SEEDS)
+    if count < 2:
+        raise ValueError(f"--seeds must be at least 2 (intervals need two runs), got {count}")
+    args.seeds = list(range(count))
+    if hasattr(args, "epochs"):
+        args.epochs = args.epochs or (QUICK_EPOCHS if args.quick else args.default_epochs)
+        if args.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {args.epochs}")
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     return args
 
 
-def train(out: Path, name: str, epochs: int, reg: Sequence[str] = (), *, model: str = "cnn",
-          lr: float = 0.05, weight_decay: float = 0.0, seed: int = 0) -> Path:
-    """The run folder ``out/runs/<name>-e<epochs>`` of ``landscape train`` on digits with these
-    settings, trained unless cached."""
-    from landscape.commands.train import train_cached
+def subset_data(out: Path, quick: bool = False, *, examples: int | None = None) -> Path:
+    """``out/data/digits-<n>.npz``: a seeded random subset of ``n`` digits training examples
+    (default :data:`TRAIN_EXAMPLES`) and the whole digits test split, as stored (pixels in
+    [0, 1]); written once."""
+    import numpy as np
+    import torch
 
-    return train_cached(Path(out) / "runs" / f"{name}-e{epochs}", model=model, epochs=epochs, reg=reg,
-                        lr=lr, weight_decay=weight_decay, seed=seed, device="cpu")
+    from regularizers.data import load_data
+
+    n = examples or (QUICK_TRAIN_EXAMPLES if quick else TRAIN_EXAMPLES)
+    path = Path(out) / "data" / f"digits-{n}.npz"
+    if not path.is_file():
+        data = load_data("digits", seed=0)
+        keep = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(0))[:n]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, x_train=data.x_train[keep].numpy(), y_train=data.y_train[keep].numpy(),
+                 x_test=data.x_test.numpy(), y_test=data.y_test.numpy(), num_classes=np.array(10))
+    return path
+
+
+def train(out: Path, name: str, *, seed: int, epochs: int, data: Path, reg: Sequence[str] = (),
+          model: str = "cnn", model_options: dict | None = None, lr: float = 0.05,
+          weight_decay: float = 0.0, schedule: str = "constant", schedule_options: dict | None = None,
+          batch_size: int = 64, corrupt: str | None = None) -> Path:
+    """The run folder ``out/runs/<name>-s<seed>-e<epochs>`` trained by
+    :func:`regularizers.train.train_run` on ``data`` (standardized with its training
+    statistics), reused when finished with the same settings."""
+    from regularizers.train import train_run
+
+    folder = Path(out) / "runs" / f"{name}-s{seed}-e{epochs}"
+    done = (folder / "model.pt").is_file()
+    print(f"  {'reusing' if done else 'training'} {folder.name}", flush=True)
+    train_run(folder, model=model, model_options=model_options, data=str(data), normalize="standardize",
+              corrupt=corrupt, regularizers=list(reg), seed=seed, epochs=epochs, lr=lr,
+              weight_decay=weight_decay, schedule=schedule, schedule_options=schedule_options,
+              batch_size=batch_size, device="cpu", progress=False)
+    return folder
+
+
+def history(folder: Path) -> dict:
+    """The run's ``history.json``."""
+    return json.loads((Path(folder) / "history.json").read_text())
+
+
+def verdict(low: float, high: float, sign: int = 1) -> str:
+    """The verdict of :data:`RULE` for an effect interval ``[low, high]`` whose claimed sign is
+    ``sign`` (+1: the claim says higher, -1: lower)."""
+    if sign * low > 0 and sign * high > 0:
+        return VERDICTS[0]
+    if sign * low < 0 and sign * high < 0:
+        return VERDICTS[1]
+    return VERDICTS[2]
+
+
+def effect(group, baseline, *, paired: bool = False):
+    """The effect ``group - baseline`` with its 95% interval (a :class:`analysis.findings.Stat`):
+    Welch for independent groups, the t-interval of per-seed differences when ``paired``."""
+    import numpy as np
+
+    from analysis.findings import difference_interval, mean_interval
+
+    if paired:
+        return mean_interval(np.asarray(group, float) - np.asarray(baseline, float))
+    return difference_interval(group, baseline)
+
+
+def fmt(stat, unit: str = "") -> str:
+    """``"+1.23 [+0.4, +2.1]"`` of a :class:`analysis.findings.Stat`."""
+    return f"{stat.mean:+.3g}{unit} [{stat.low:+.3g}, {stat.high:+.3g}]"
+
+
+def mean_text(values, unit: str = "") -> str:
+    """``"97.3 ± 0.4"``: mean and half-width of the 95% t-interval of ``values``."""
+    from analysis.findings import mean_interval
+
+    s = mean_interval(values)
+    return f"{s.mean:.4g}{unit} ± {s.half_width:.2g}"
+
+
+def claim(text: str, paper: str, ours: str, result: str) -> dict:
+    """One checked claim: the paper's claim, the paper's numbers, ours, and the verdict."""
+    if result not in VERDICTS:
+        raise ValueError(f"unknown verdict {result!r}")
+    return {"claim": text, "paper": paper, "ours": ours, "verdict": result}
+
+
+def conclude(figs: Sequence, out: Path, name: str, claims: Sequence[dict], numbers: dict,
+             quick: bool = False) -> None:
+    """Print every claim with the paper's numbers, ours and the verdict; write them under each
+    figure of ``figs`` and into ``out/<name>.json`` beside ``numbers``."""
+    lines = []
+    for c in claims:
+        lines += [f"paper's claim: {c['claim']}", f"  paper's numbers: {c['paper']}", f"  ours: {c['ours']}",
+                  f"  verdict: {c['verdict']}" + (" (--quick setting: not a measurement)" if quick else "")]
+    lines.append(f"rule: {RULE}")
+    for line in lines:
+        print(line, flush=True)
+    text = "\n".join(textwrap.fill(line, 160, subsequent_indent="    ") for line in lines)
+    for fig in figs:
+        fig.text(0.01, -0.01, text, ha="left", va="top", fontsize=7, family="monospace")
+    write_json(out, f"{name}.json", {"claims": list(claims), "rule": RULE, "quick": quick, **numbers})
 
 
 def save(fig, out: Path, name: str) -> Path:
@@ -57,10 +188,10 @@ def save(fig, out: Path, name: str) -> Path:
 
     fig.savefig(out / name, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    print(f"wrote {out / name}")
+    print(f"wrote {out / name}", flush=True)
     return out / name
 
 
 def write_json(out: Path, name: str, numbers: dict) -> None:
     """The measured numbers as ``out/name``."""
-    (out / name).write_text(json.dumps(numbers, indent=1))
+    (Path(out) / name).write_text(json.dumps(numbers, indent=1))

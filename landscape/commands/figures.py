@@ -1,13 +1,17 @@
 """`landscape figures`: list or run the paper-figure scripts of the repository's ``figures/``.
 
-Each ``figures/<name>.py`` (names starting with ``_`` are helpers) defines ``main(argv)`` and takes
-``--quick`` and ``--out``. The folder ships with the source checkout, not with an installed wheel.
+Each ``figures/<name>.py`` (names starting with ``_`` are helpers) defines ``main(argv)``, takes
+``--quick``, ``--seeds``, ``--out`` (default ``./figures_out``) and, where it uses them,
+``--epochs`` and ``--steps``, and holds ``MEASURED = (seconds, date)``: its runtime measured on
+the 2-core machine it was developed on. The folder ships with the source checkout, not with an
+installed wheel.
 """
 from __future__ import annotations
 
 import ast
 import importlib.util
 import textwrap
+import time
 from pathlib import Path
 
 HELP = "list (--list) or run the paper figure scripts in the repository's figures/ folder"
@@ -37,6 +41,18 @@ def summary(path: Path, width: int = 100) -> str:
     return textwrap.shorten(doc.split("\n\n")[0], width, placeholder=" ...")
 
 
+def measured(path: Path) -> str:
+    """The script's ``MEASURED = (seconds, date)`` as ``"312 s (2026-12-02)"``, read without
+    importing; ``"not measured"`` when it is None or absent."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "MEASURED" for t in node.targets):
+            value = ast.literal_eval(node.value)
+            if value:
+                seconds, date = value
+                return f"{seconds:.0f} s ({date})"
+    return "not measured"
+
+
 def load(path: Path):
     """Import a script as a module (its ``if __name__ == "__main__"`` block does not run)."""
     spec = importlib.util.spec_from_file_location(f"_figure_{path.stem}", path)
@@ -49,9 +65,14 @@ def load(path: Path):
 
 def add_arguments(p) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="scripts to run (default: all)")
-    p.add_argument("--list", action="store_true", help="list the scripts and exit")
-    p.add_argument("--quick", action="store_true", help="each script's small, fast setting")
-    p.add_argument("--out", default=None, help="output folder (default: figures/out)")
+    p.add_argument("--list", action="store_true",
+                   help="list the scripts with their runtime measured on a 2-core machine, and exit")
+    p.add_argument("--quick", action="store_true", help="each script's tiny setting (for tests)")
+    p.add_argument("--out", default=None, help="output folder (default ./figures_out)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default 3)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs, for scripts that train")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimization steps, for scripts that take them (Tammes SGD steps, LinR rounds)")
 
 
 def run(args) -> int:
@@ -59,17 +80,22 @@ def run(args) -> int:
     if args.list:
         width = max(map(len, available), default=0)
         for name, path in available.items():
-            print(f"{name:{width}s}  {summary(path)}")
+            print(f"{name:{width}s}  {measured(path):>18s}  {summary(path)}")
         return 0
     unknown = [n for n in args.names if n not in available]
     if unknown:
         raise ValueError(f"unknown figure script {unknown[0]!r}; available: {', '.join(available)}")
-    argv = ["--quick"] * args.quick + (["--out", args.out] if args.out else [])
+    argv = ["--quick"] * args.quick
+    for flag in ("out", "seeds", "epochs", "steps"):
+        if getattr(args, flag) is not None:
+            argv += [f"--{flag}", str(getattr(args, flag))]
     failed = []
     for name in args.names or available:
         print(f"== figures/{name}.py {' '.join(argv)}".rstrip(), flush=True)
+        began = time.perf_counter()
         if load(available[name]).main(argv):
             failed.append(name)
+        print(f"== figures/{name}.py took {time.perf_counter() - began:.0f} s", flush=True)
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
