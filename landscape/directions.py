@@ -149,7 +149,28 @@ def _per_axis(value, ndim: int, what: str) -> list:
 def random_directions(model: nn.Module, *, ndim: int = 2, seed: int = 0, dir_type: str = "weights",
                       norm: Union[str, Sequence[str]] = "filter",
                       ignore: Union[Optional[str], Sequence[Optional[str]]] = "biasbn") -> Directions:
-    """``ndim`` random directions from ``seed`` (x drawn first); ``norm``/``ignore`` per axis or shared."""
+    """``ndim`` random Gaussian directions drawn from ``seed`` (x first), normalized (module docstring).
+
+    Args:
+        model: the model the directions move (its parameters, or its whole state for ``states``).
+        ndim: 1 to 3 directions.
+        seed: the same seed gives the same directions on any device.
+        dir_type: ``"weights"`` or ``"states"``.
+        norm, ignore: one value for every axis, or one per axis.
+
+    Returns:
+        :class:`Directions`: per axis one tensor per moved entry, on the CPU.
+
+    Each filter (output row) of a direction has the norm of the weight's filter; biases get zero:
+
+    >>> import torch
+    >>> model = torch.nn.Conv2d(1, 3, 2)
+    >>> (d,) = random_directions(model, ndim=1, seed=0).axes
+    >>> torch.allclose(d[0].flatten(1).norm(dim=1), model.weight.detach().flatten(1).norm(dim=1), rtol=1e-5)
+    True
+    >>> d[1].abs().sum().item()
+    0.0
+    """
     generator = torch.Generator().manual_seed(int(seed))
     norms, ignores = _per_axis(norm, ndim, "norm"), [_ignore_name(i) for i in _per_axis(ignore, ndim, "ignore")]
     axes = [random_direction(model, generator, dir_type=dir_type, norm=n, ignore=i)
