@@ -150,7 +150,7 @@ def test_1d_overlays_runs_and_log_scale():
     fig = P.plot_1d(x, runs, log=True)
     ax_loss, ax_acc = fig.axes
     assert ax_loss.get_yscale() == "log"
-    assert [l.get_label() for l in ax_loss.get_lines()] == ["baseline train loss", "mma train loss"]
+    assert [line.get_label() for line in ax_loss.get_lines()] == ["baseline train loss", "mma train loss"]
     assert ax_loss.get_lines()[0].get_color() != ax_loss.get_lines()[1].get_color()
     with pytest.raises(ValueError, match="shape"):
         P.plot_1d(x, {"train_loss": np.ones(3)})
@@ -162,7 +162,7 @@ def test_trajectory_labels_show_explained_variance():
     fig = P.plot_trajectory(path, [0.632, 0.21], (X1, Y1, bowl()))
     ax = fig.axes[0]
     assert ax.get_xlabel() == "1st PC: 63.2 %" and ax.get_ylabel() == "2nd PC: 21.0 %"
-    traj = [l for l in ax.get_lines() if l.get_label() == "trajectory"][0]
+    traj = [line for line in ax.get_lines() if line.get_label() == "trajectory"][0]
     np.testing.assert_allclose(traj.get_xydata(), path)
     only(ax.collections, ContourSet)
     with pytest.raises(ValueError, match="explained_variance"):
@@ -319,3 +319,24 @@ def test_cli_error_for_missing_key(tmp_path, capsys):
 
 def test_cli_kinds_match_library():
     assert plot_command.KINDS_2D == P.KINDS_2D
+
+
+def test_figures_replace_old_ones_atomically_and_leave_no_temporaries(tmp_path):
+    f = write_surface(tmp_path / "surf.h5", X1, Y1, train_loss=bowl())
+    out = tmp_path / "o"
+    first = P.plot_surface_file(f, kinds=("heatmap",), out_dir=out, vtp=True)
+    old = {p: p.read_bytes() for p in first}
+    write_surface(f, X1, Y1, train_loss=2 * bowl() + 1)
+    assert P.plot_surface_file(f, kinds=("heatmap",), out_dir=out, vtp=True) == first
+    assert all(p.read_bytes() != old[p] for p in first)  # new content under the same names
+    assert sorted(p.name for p in out.iterdir()) == ["surf_train_loss.vtp", "surf_train_loss_heatmap.png"]
+
+
+def test_gaps_note_counts_missing_and_nan_points(tmp_path):
+    values = bowl()
+    assert P.gaps_note(P.read_surface(write_surface(tmp_path / "full.h5", X1, Y1, train_loss=values))) is None
+    values[0, :3] = -1        # not computed (the de facto mark)
+    values[1, 1] = np.nan     # in a file without a done mask NaN is not computed either
+    note = P.gaps_note(P.read_surface(write_surface(tmp_path / "gaps.h5", X1, Y1, train_loss=values)))
+    assert note == (f"{tmp_path / 'gaps.h5'}: 4 of {values.size} points are not computed yet (rerun the same "
+                    "`landscape surface` command to finish them); they are left blank")
