@@ -42,7 +42,9 @@ import h5py
 import numpy as np
 import torch
 
-from regularizers.files import atomic_path, file_sha256, kill_point, remove_stale_temps, tensors_sha256
+from regularizers.files import atomic_path, kill_point, remove_stale_temps
+from regularizers.files import file_sha256 as file_sha256  # re-exported: the hashes live there
+from regularizers.files import tensors_sha256 as tensors_sha256
 
 from .directions import AXES, Directions, check_fits
 from .grid import Grid
@@ -51,7 +53,6 @@ VERSION = 1
 COORDINATES = tuple(f"{a}coordinates" for a in AXES)
 PCA_KEYS = ("explained_variance_ratio", "explained_variance", "singular_values", "eigenvalues")  # meta kept in files
 _INFO_KEYS = ("kind", "norm", "ignore", "seed", "sha256")
-__all__ = ["file_sha256", "tensors_sha256"]  # re-exported: the hashes live in regularizers.files
 
 
 # ----------------------------------------------------------------------------- helpers
