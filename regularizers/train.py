@@ -5,6 +5,14 @@ per epoch) and the final ``model.pt`` state dict; see CONTRACTS.md. Training is 
 epoch by epoch: the shuffling and every random draw of epoch ``e`` come from the seed
 ``(seed, e)``, so a run resumed from its last checkpoint ends with the same weights as an
 uninterrupted one.
+
+A run folder is bound to its settings (``config.json``: the caller's config and every training
+setting): a rerun with the same settings resumes (a finished run is reused), one with other
+settings is refused with a one-line diff before anything is written (``overwrite=True``
+replaces the run). While training, the folder is locked (:class:`regularizers.files.RunLock`),
+so a second training into it is refused; every file is written atomically and checkpoints are
+read with ``weights_only=True``, so a kill at any instant leaves a folder that a rerun of the
+same command continues (``tests/test_kill.py``).
 """
 from __future__ import annotations
 
