@@ -64,13 +64,19 @@ def parse_axis(spec: AxisSpec, name: str = "x") -> np.ndarray:
 
     Returns:
         float64 array (num,), increasing.
+
+    Raises:
+        ValueError: a malformed spec, or one whose 1D surface alone would not fit in memory
+            (:func:`check_size`, before anything is allocated).
     """
     if not isinstance(spec, str):
         values = np.asarray(spec, dtype=np.float64).ravel()
         if values.size == 0 or not np.all(np.isfinite(values)) or np.any(np.diff(values) <= 0):
             raise ValueError(f"{name} coordinates must be finite, non-empty and increasing")
         return values
-    return np.linspace(*_parse_spec(spec, name))
+    start, stop, num = _parse_spec(spec, name)
+    check_size([num])
+    return np.linspace(start, stop, num)
 
 
 def available_memory() -> int:

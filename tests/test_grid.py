@@ -74,3 +74,8 @@ def test_grid_size_is_checked_against_memory_before_allocation():
 def test_error_messages_name_the_axis_not_a_flag():
     with pytest.raises(ValueError, match=r"^y axis '1:-1:5': stop must be greater than start$"):
         make_grid("0:1:2", "1:-1:5")
+
+
+def test_one_axis_too_large_for_memory_is_refused_before_allocation():
+    with pytest.raises(ValueError, match=r"a grid of 1,000,000,000,000 points needs about"):
+        parse_axis("-1:1:1000000000000")
