@@ -344,9 +344,11 @@ class RunLock:
                 os.unlink(tmp)
 
     def _refuse(self, holder: dict) -> None:
-        where = f" on {holder['host']}" if holder.get("host") not in (None, _host()) else ""
+        elsewhere = holder.get("host") not in (None, _host())
+        where = f" on {holder['host']}" if elsewhere else ""
+        gone = f"; if it is no longer running there, delete {self.path}" if elsewhere else f" (lock file {self.path})"
         raise ValueError(f"{self.folder} is being {self.what} by pid {holder.get('pid', '?')}{where}; "
-                         f"wait for it to finish or use another folder (lock file {self.path})")
+                         f"wait for it to finish or use another folder{gone}")
 
     def release(self) -> None:
         """Give the lock back (only when this process holds it)."""
