@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import pickle
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
@@ -448,6 +449,9 @@ def read_state_dict(path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such checkpoint file") from None
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path}: refused: it holds pickled Python objects besides tensors and plain data, "
+                         "which could run code when loaded") from None
     except Exception as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
         raise ValueError(f"{path}: not a torch checkpoint (not a readable checkpoint file; "

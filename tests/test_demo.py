@@ -22,6 +22,6 @@ def test_demo_writes_surfaces_and_figures_and_reuses_runs(tmp_path, capsys):
     assert "compare_1d.png" in figures and "mma_train_loss_surface3d.png" in figures
     assert all((tmp_path / "figures" / f).stat().st_size > 1000 for f in figures)
 
-    assert main(args) == 0  # second time: the trained runs are resumed after their last epoch, not retrained
+    assert main(args) == 0  # second time: the trained runs are reused, not retrained
     out = capsys.readouterr().out
-    assert out.count("after epoch 2") == 2 and "epoch   1/2" not in out
+    assert out.count("reusing the trained run") == 2 and "epoch   1/2" not in out

@@ -168,6 +168,8 @@ def report(result, seconds: float, computed: int, ranks: int = 1) -> None:
     on = f" on {ranks} ranks" if ranks > 1 else ""
     print(f"{result.path}: {int(result.done.sum())}/{result.done.size} points "
           f"({computed} computed in {seconds:.1f} s, {rate:.2f} points/s{on})")
+    if result.nan_count():
+        print(f"  {result.nan_count()} points are NaN (the loss diverged there)")
     for key, values in result.values.items():
         finite = values[np.isfinite(values)]
         if finite.size:
@@ -220,7 +222,7 @@ def run(args) -> int:
 def _setup(args):
     import torch
 
-    from landscape.grid import parse_axis
+    from landscape.grid import make_grid
     from landscape.surface import parse_auto
 
     if args.x is None and (args.y is not None or args.z is not None):
@@ -228,7 +230,7 @@ def _setup(args):
     if args.z is not None and args.y is None:
         raise ValueError("--z needs --y (a 3D volume is x, y, z)")
     axes = [a for a in (args.x or "-1:1:51", args.y, args.z) if a is not None]
-    for name, spec in zip("xyz", axes):  # checked before anything is loaded
-        parse_auto(spec) if spec.startswith("auto") else parse_axis(spec, name)
+    # checked (format and memory) before anything is loaded; an automatic axis counts its points
+    make_grid(*[f"-1:1:{parse_auto(a)[0]}" if a.startswith("auto") else a for a in axes])
     torch.manual_seed(args.seed)  # reproducible initial weights when no checkpoint is given
     return (*common.model_and_data(args), tuple(axes))

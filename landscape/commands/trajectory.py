@@ -62,6 +62,7 @@ def print_distances(traj, most: int = 20, farthest: int = 5) -> None:
 
 def run(args) -> int:
     from landscape.plot import plot_trajectory
+    from regularizers.files import atomic_path
     from landscape.store import save_directions, save_projection
     from landscape.surface import compute_surface
     from landscape.trajectory import run_trajectory
@@ -106,7 +107,8 @@ def run(args) -> int:
                           title=title)
     fig.axes[0].annotate(f"{traj.labels[worst]}: {100 * traj.relative_distance[worst]:.0f} % off the plane",
                          traj.coords[worst], textcoords="offset points", xytext=(6, 6), fontsize="small")
-    fig.savefig(figure, dpi=150, bbox_inches="tight")
+    with atomic_path(figure) as tmp:
+        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
     print(f"{figure}: the path over {'the loss contours' if surface else 'the PCA plane'}")
     return 0
 
