@@ -19,7 +19,7 @@ A regularizer is an object with any subset of these hooks; the trainer calls tho
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional, Tuple
+from typing import Callable, Iterable
 
 import torch
 from torch import nn

@@ -28,7 +28,8 @@ class Quadratic(nn.Module):
         super().__init__()
         self.register_buffer("a", torch.as_tensor(a, dtype=torch.float64))
         d = len(self.a)
-        self.w = nn.Parameter(torch.zeros(1, d, dtype=torch.float64) if w0 is None else torch.as_tensor(w0, dtype=torch.float64).view(1, d))
+        start = torch.zeros(d) if w0 is None else torch.as_tensor(w0)
+        self.w = nn.Parameter(start.to(torch.float64).view(1, d))
         self.bias = nn.Parameter(torch.zeros(1, dtype=torch.float64))
 
     def forward(self, x):

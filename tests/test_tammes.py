@@ -6,7 +6,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-import torch
 
 from analysis.angles import minimal_angles
 from analysis.tammes_problem import known_optimum, plot_tammes_table, tammes, tammes_table
