@@ -244,14 +244,17 @@ def run_names(folders: Sequence[Path]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ groups
-SEED_SUFFIX = re.compile(r"[-_.]?(seed|s)?\d+$")
-
-
-def _group_name(names: Sequence[str]) -> str:
-    """The members' common name without a trailing seed number (``base-s0``, ``base-s1`` -> ``base``)."""
-    stems = {SEED_SUFFIX.sub("", n) for n in names}
+def _group_name(members: Sequence[ModelSource]) -> str:
+    """The members' common name once their seed is cut out of it (``base-s0-e40``,
+    ``base-s1-e40`` -> ``base-e40``), else their longest common prefix."""
+    stems = set()
+    for m in members:
+        seed = m.config.get("seed")
+        stem = re.sub(rf"(?<![0-9A-Za-z])(seed|s)?[-_=]?{seed}(?![0-9])", "", m.name)
+        stems.add(re.sub(r"([-_.])[-_.]+", r"\1", stem).strip("-_./"))
     if len(stems) == 1 and next(iter(stems)):
         return next(iter(stems))
+    names = [m.name for m in members]
     prefix = names[0]
     for n in names[1:]:
         while not n.startswith(prefix):
@@ -295,7 +298,7 @@ def make_groups(sources: Sequence[ModelSource], explicit: Mapping[str, Sequence[
         pending.setdefault(key, []).append(s)
     for key, members in pending.items():
         names = [m.name for m in members]
-        name = _group_name(names) if len(members) > 1 else names[0]
+        name = _group_name(members) if len(members) > 1 else names[0]
         while name in groups:
             name += "'"
         groups[name] = names

@@ -83,10 +83,10 @@ def main(argv=None) -> int:
     vs_baseline = _runs.effect(refined_mean, final, paired=True)
     sweets = [s["sweet_point"] for s in per_seed]
 
-    fig3 = plot_accuracy_scatter({
-        "baseline (trained)": np.array([s["baseline_final"] for s in per_seed]),
+    fig3 = plot_accuracy_scatter({  # the baseline last, drawn on top
         "LinRNL refine, every round": np.concatenate([s["sweep"].refined[-1] for s in per_seed]),
-        "fine-tune with labels, every round": np.concatenate([s["finetune"] for s in per_seed])})
+        "fine-tune with labels, every round": np.concatenate([s["finetune"] for s in per_seed]),
+        "baseline (trained)": np.array([s["baseline_final"] for s in per_seed])})
     fig3.axes[0].set_title(f"LinR Fig. 3: refine vs fine-tune, T={rounds}, {len(args.seeds)} seeds", fontsize=9)
     fig3.axes[0].legend(fontsize=7)
     fig4 = plot_refine_sweep(per_seed[0]["sweep"], columns=min(4, len(epochs)))

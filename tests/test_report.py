@@ -1,6 +1,7 @@
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +182,16 @@ def test_bad_input_is_a_one_line_error(runs, tmp_path, capsys):
     bad.write_text("# name the checkpoint\n--model cnn --data digits\n")
     assert main(["diagnose", "--models-file", str(bad)]) == 2
     assert f"{bad} line 2: --checkpoint missing" in capsys.readouterr().err
+
+
+def test_automatic_group_names_cut_the_seed_out():
+    from analysis.report import ModelSource, make_groups
+
+    def run(name, seed, lr=0.05):
+        return ModelSource(name, None, None, None, {"seed": seed, "lr": lr}, [], folder=Path(name))
+
+    sources = [run("base-s0-e40", 0), run("base-s1-e40", 1), run("seed0", 0, lr=0.1), run("seed1", 1, lr=0.1),
+               run("other", 0, lr=0.2)]
+    groups, how = make_groups(sources)
+    assert groups == {"base-e40": ["base-s0-e40", "base-s1-e40"], "seed": ["seed0", "seed1"], "other": ["other"]}
+    assert how[2] == "other: a single run (no other run folder differs from it only in seed)."
