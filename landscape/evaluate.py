@@ -30,9 +30,14 @@ warning):
   when the layer does at least ``FIRST_LAYER_MIN_MACS`` multiply-adds per output value (linear
   layers on images): the composition is bound by memory traffic. Either cache must fit in
   ``cache_bytes``.
+- **Channels-last images** (CPU): staged (n, C, H, W) inputs are kept channels-last, oneDNN's
+  fast layout for convolutions and pooling (the first-layer product writes that layout
+  directly), unless the rewritten program then fails or differs (a ``view()`` of an
+  activation refuses those strides): it is then retried channels-first.
 - **Pooling** (``reorder``): ``maxpool(relu(x)) == relu(maxpool(x))``, so the ReLU runs on
-  the pooled tensor; max-pooling over non-overlapping windows is an elementwise maximum of
-  strided views (no indices; 6-10x faster than ``max_pool2d`` on CPU). Average pooling is never
+  the pooled tensor. On channels-first CPU tensors, max-pooling over non-overlapping windows is
+  an elementwise maximum of strided views (no indices; 4-10x faster than ``max_pool2d`` there;
+  on channels-last tensors ``max_pool2d`` is faster and is kept). Average pooling is never
   reordered (it does not commute with ReLU).
 - **Batch size** (``batch_size=None``, the default): the candidates of
   :data:`BATCH_CANDIDATES` (capped by the split size) are timed on the device in use before the
@@ -206,7 +211,7 @@ def _max_pool_windows(x: torch.Tensor, kh: int, kw: int, ceil_mode: bool) -> tor
         for j in range(kw):
             if i or j:
                 out = torch.maximum(out, x[..., i::kh, j::kw])
-    return out
+    return out.contiguous()  # a no-op on one point; under vmap a layout that view() accepts
 
 
 def _windowed_max_pools(gm: fx.GraphModule) -> None:
@@ -241,12 +246,13 @@ class _Unfolded:
 
 
 def compile_model(model: nn.Module, *, fold_bn: bool = True, first_layer: Optional[bool] = None,
-                  reorder: bool = True) -> _Program:
+                  reorder: bool = True, window_pools: bool = True) -> _Program:
     """A private eval-mode copy of ``model``, rewritten with ``torch.fx`` (see the module
-    docstring): BN folded (``fold_bn``), max-pooling moved before ReLU and computed from strided
-    views (``reorder``), the first layer cut off (``first_layer=None``: only when it does at
-    least ``FIRST_LAYER_MIN_MACS`` multiply-adds per output value). The plain copy when nothing
-    is asked or fx cannot trace the model."""
+    docstring): BN folded (``fold_bn``), max-pooling moved before ReLU (``reorder``) and, with
+    ``window_pools`` too, computed from strided views (faster than ``max_pool2d`` on
+    channels-first CPU tensors, slower on channels-last ones), the first layer cut off
+    (``first_layer=None``: only when it does at least ``FIRST_LAYER_MIN_MACS`` multiply-adds per
+    output value). The plain copy when nothing is asked or fx cannot trace the model."""
     work = copy.deepcopy(model).eval()
     if not (fold_bn or first_layer is not False or reorder):
         return _Program(work, [])
@@ -257,7 +263,8 @@ def compile_model(model: nn.Module, *, fold_bn: bool = True, first_layer: Option
     folds = _fold_pairs(gm) if fold_bn else []
     if reorder:
         _pool_before_relu(gm)
-        _windowed_max_pools(gm)
+        if window_pools:
+            _windowed_max_pools(gm)
     node = _first_layer(gm) if first_layer is not False else None
     if (node is not None and first_layer is None and not unfoldable(gm.get_submodule(node.target))
             and gm.get_submodule(node.target).weight[0].numel() < FIRST_LAYER_MIN_MACS):
@@ -389,7 +396,7 @@ class Evaluator:
         index = {n: i for i, n in enumerate(names)}
         self._dirs = torch.stack([torch.cat([axis[index[n]].reshape(-1).to(self.dtype) for n in self._vary])
                                   for axis in directions.axes]).to(self.device)
-        self._channels_last = self.device.type == "cpu"
+        self._channels_last = False
         self._data = {}
         for split in self.splits:
             source = sources[split]
@@ -398,8 +405,6 @@ class Evaluator:
                     raise ValueError(f"the {split!r} split holds no examples")
                 x, y = source.x, source.y
                 x = x.to(device=self.device, dtype=self.dtype if x.is_floating_point() else None)
-                if self._channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
                 source = Tensors(x, y.to(self.device))
                 if self.loss in ("crossentropy", "nll") and source.y.is_floating_point():
                     raise ValueError(f"loss {self.loss!r} needs integer class targets; use loss='mse' "
@@ -430,23 +435,47 @@ class Evaluator:
             source = self._data[split]
             check_class_targets(source.y if isinstance(source, Tensors) else targets, outputs, self.loss)
 
+    def _layouts(self) -> List[bool]:
+        """Channels-last choices to try, best first: (n, C, H, W) images on a CPU are tried
+        channels-last first -- oneDNN's fast layout for convolutions and pooling -- when every
+        split is staged."""
+        staged = all(isinstance(s, Tensors) and s.x.dim() == 4 and s.x.is_floating_point()
+                     for s in self._data.values())
+        return [True, False] if self.device.type == "cpu" and staged else [False]
+
+    def _set_layout(self, channels_last: bool) -> None:
+        """Restage the images channels-last or channels-first."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last or self._channels_last:
+            self._data = {s: Tensors(t.x.contiguous(memory_format=fmt), t.y) for s, t in self._data.items()}
+        self._channels_last = channels_last
+
     def _try_fast(self, model, options: dict, cache_bytes: int):
-        program = compile_model(model, **options)
-        if not isinstance(program.module, fx.GraphModule):  # not traceable: nothing rewritten
-            return
-        program.module.to(self.device)
-        if program.first is not None:
-            self._cache = self._first_layer_cache(program.first, cache_bytes)
-            if self._cache is None:
-                program = compile_model(model, **{**options, "first_layer": False})
-                program.module.to(self.device)
-                self._cache = {}
-        problem = self._disagreement(program)
-        if problem is None:
-            self.program = program
-        else:
-            self._cache = {}
-            warnings.warn(f"fast evaluation disagrees with the plain path ({problem}); using the plain path")
+        """Use the rewritten program in the first layout where it gives the plain path's outputs
+        (a model that ``view()``s its activations refuses channels-last strides); else warn and
+        keep the plain path, channels-first."""
+        problem = None
+        for channels_last in self._layouts():
+            self._set_layout(channels_last)
+            window_pools = self.device.type == "cpu" and not channels_last
+            program = compile_model(model, **options, window_pools=window_pools)
+            if not isinstance(program.module, fx.GraphModule):  # not traceable: nothing rewritten
+                self._set_layout(False)
+                return
+            program.module.to(self.device)
+            if program.first is not None:
+                self._cache = self._first_layer_cache(program.first, cache_bytes)
+                if self._cache is None:
+                    program = compile_model(model, **{**options, "first_layer": False}, window_pools=window_pools)
+                    program.module.to(self.device)
+                    self._cache = {}
+            problem = self._disagreement(program)
+            if problem is None:
+                self.program = program
+                return
+        self._cache = {}
+        self._set_layout(False)
+        warnings.warn(f"fast evaluation disagrees with the plain path ({problem}); using the plain path")
 
     def _disagreement(self, program: _Program) -> Optional[str]:
         """None when ``program`` gives the plain path's outputs on a few samples at the origin
@@ -601,10 +630,13 @@ class Evaluator:
             cached = self._cache[split]
             if isinstance(cached, _Unfolded):  # (C_out, K) weight at the point, BN scale folded in
                 w = self._first_weights[0] + (coords @ self._first_weights[1:].flatten(1)).view_as(self._first_weights[0])
-                first = torch.matmul(cached.cols[rows], (w * scale[:, None]).t()).add_(shift)  # (B, L, C_out)
-                first = first.view(len(first), *cached.spatial, -1).permute(0, 3, 1, 2)  # channels last
-                if not self._channels_last:
-                    first = first.contiguous()
+                w, cols = w * scale[:, None], cached.cols[rows]
+                if self._channels_last:  # (B, L, C_out) is the channels-last layout of (B, C_out, H, W)
+                    first = torch.matmul(cols, w.t()).add_(shift)
+                    first = first.view(len(cols), *cached.spatial, -1).permute(0, 3, 1, 2)
+                else:
+                    first = torch.matmul(w, cols.transpose(1, 2)).add_(shift[:, None])
+                    first = first.view(len(cols), -1, *cached.spatial)
             else:
                 first = cached[0][rows]
                 for k in range(len(cached) - 1):  # one fused pass per direction

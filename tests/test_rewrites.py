@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from landscape.directions import random_directions
-from landscape.evaluate import Evaluator, _Unfolded
+from landscape.evaluate import Evaluator, _Unfolded, compile_model
 from regularizers.models import create_model
 
 PLAIN = {"fold_bn": False, "first_layer": False, "reorder": False}
@@ -50,6 +50,20 @@ class InplaceReluReuse(nn.Module):
         return self.fc(torch.cat([pooled.flatten(1), h.mean((2, 3))], 1))
 
 
+class ViewFlatten(nn.Module):
+    """``view()`` of a pooled activation: fails on channels-last strides, so the evaluator must
+    stay channels-first (where max-pools are windowed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.pool, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.MaxPool2d(2), \
+            nn.Linear(4 * 16, 5)
+
+    def forward(self, x):
+        h = self.pool(torch.relu(self.bn(self.conv(x))))
+        return self.fc(h.view(h.size(0), -1))
+
+
 def _seq(*layers):
     return lambda: nn.Sequential(*layers)
 
@@ -77,6 +91,7 @@ MODELS = {
         nn.MaxPool2d(3, stride=2, padding=1), nn.Conv2d(6, 8, 2), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
         nn.Flatten(), nn.LazyLinear(5)),
     "inplace_relu_reuse": InplaceReluReuse,
+    "view_flatten": ViewFlatten,
     "resnet20": lambda: create_model("resnet20", num_classes=5, in_channels=1),
     "resnet8_shortcut_b": lambda: create_model("resnet", num_classes=5, in_channels=1, depth=8, shortcut="B"),
     "wrn10_2": lambda: create_model("wrn", num_classes=5, in_channels=1, depth=10, widen=2),
@@ -112,9 +127,13 @@ def test_rewrites_equal_the_plain_path(name):
         warnings.simplefilter("error")  # a fallback to the plain path fails the test
         fast = Evaluator(net, data, d, batch_size=16, device="cpu")
         vmapped = Evaluator(net, data, d, batch_size=16, device="cpu", points_per_pass=3)
-    assert fast.program is not fast._plain
+        # streamed batches: channels-first, no first-layer cache, max-pools windowed
+        streamed = Evaluator(net, {s: [(x[:16], y[:16]), (x[16:], y[16:])] for s, (x, y) in data.items()}, d,
+                             device="cpu")
+    assert fast.program is not fast._plain and streamed.program is not streamed._plain
     np.testing.assert_allclose(fast(POINTS), expected, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(vmapped(POINTS), expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(streamed(POINTS), expected, rtol=1e-5, atol=1e-7)
 
 
 def _code(name, **kwargs):
@@ -127,14 +146,18 @@ def test_which_rewrites_apply():
     program = _code("conv_bias_pool_block2")
     assert program.first == "0" and program.first_fold is not None and program.first_bias  # conv bias kept
     assert [f.conv for f in program.folds] == ["3", "7"]
-    assert "_max_pool_windows" in program.module.code
+    assert "_max_pool_windows" in compile_model(_model("conv_bias_pool_block2")).module.code
     program = _code("bn_after_relu_avgpool")
     assert program.folds == [] and program.first_fold is None  # a BN after a ReLU is not folded
-    assert "_max_pool_windows" not in program.module.code
-    code = _code("inplace_relu_reuse").module.code
+    assert "_max_pool_windows" not in compile_model(_model("bn_after_relu_avgpool")).module.code
+    code = compile_model(_model("inplace_relu_reuse")).module.code
     assert code.index("relu") < code.index("_max_pool_windows")  # reorder skipped: ReLU still first
-    code = _code("odd_max_pools").module.code
+    code = compile_model(_model("odd_max_pools")).module.code
     assert code.count("_max_pool_windows(") == 1  # only the ceil-mode 2x2 pool is windowed
+    net = _model("view_flatten")
+    ev = Evaluator(net, _data(), random_directions(net, ndim=2, seed=3), batch_size=16, device="cpu")
+    assert not ev._channels_last and "_max_pool_windows" in ev.program.module.code
+    assert _code("conv_bias_pool_block2") is not None
     for name in ("resnet20", "wrn10_2", "vgg9_bn", "densenet_bc10"):
         program = _code(name)
         assert isinstance(program.module, torch.fx.GraphModule), name
