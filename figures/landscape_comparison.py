@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = None  # (seconds of a full run on this 2-core machine, date): set from a measurement
+MEASURED = (99, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures landscape_comparison`
 
 POINTS, QUICK_POINTS = 21, 5
 RISE = 1.0  # nats: the 1D basin is where the train loss stays within RISE of the model's

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = None  # (seconds of a full run on this 2-core machine, date): set from a measurement
+MEASURED = (104, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures norm_loss_sensitivity`
 
 FACTORS, QUICK_FACTORS = (1e-4, 1e-3, 1e-2, 1e-1), (1e-3, 1e-1)
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = None  # (seconds of a full run on this 2-core machine, date): set from a measurement
+MEASURED = (53, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures residual_curves`
 
 # name -> regularizer spec; "residual:0" has zero diffusivity: the plain squared error (the SGD baseline)
 RUNS = {"SGD (squared error)": "residual:0", "Laplace": "residual:1:schedule=laplace,b=0.2",
