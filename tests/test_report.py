@@ -195,3 +195,18 @@ def test_automatic_group_names_cut_the_seed_out():
     groups, how = make_groups(sources)
     assert groups == {"base-e40": ["base-s0-e40", "base-s1-e40"], "seed": ["seed0", "seed1"], "other": ["other"]}
     assert how[2] == "other: a single run (no other run folder differs from it only in seed)."
+
+
+def test_models_file_gives_a_run_folder_numbers_equal_to_its_own(runs, tmp_path):
+    folder = runs["mma"][0]
+    listing = tmp_path / "models.txt"
+    listing.write_text(f"# the run's own weights, named as a model trained elsewhere\n--model cnn --model-option "
+                       f"channels=[4,8] --checkpoint {folder / 'model.pt'} --data digits --name same\n")
+    out = tmp_path / "diag"
+    assert main(["diagnose", str(folder), "--models-file", str(listing), "--out", str(out), *SMALL,
+                 "--no-surface", "--no-spectra"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    run, same = summary["runs"]
+    assert same["name"] == "same" and same["source"] == str(folder / "model.pt")
+    for key in ("train_loss", "test_loss", "test_acc", "min_angle", "top_eigenvalue", "hessian_trace", "sharpness"):
+        assert same[key] == pytest.approx(run[key], rel=1e-9), key

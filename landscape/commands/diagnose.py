@@ -30,9 +30,11 @@ def add_arguments(p) -> None:
                    help="input transformation of the models' data: one for all, or one per --model "
                         "(default none; run folders use their recorded one)")
     p.add_argument("--name", action="append", default=[], help="report name of each --model (default: file stem)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword for every --model factory (repeatable), e.g. channels=[16,32]")
     p.add_argument("--models-file", type=Path, default=None,
                    help="text file, one model per line: --model SPEC --checkpoint FILE --data SPEC "
-                        "[--name NAME] [--normalize N] ('#' starts a comment)")
+                        "[--name NAME] [--normalize N] [--model-option K=V ...] ('#' starts a comment)")
     p.add_argument("--group", action="append", default=[], metavar="NAME=RUN,RUN,...",
                    help="a group of runs (run folders or model names), e.g. several seeds of one "
                         "setting; run folders differing only in seed are grouped automatically")
@@ -82,6 +84,7 @@ def model_specs(args) -> list:
             line_parser.add_argument(flag)
         line_parser.add_argument("--name", default=None)
         line_parser.add_argument("--normalize", default="none")
+        line_parser.add_argument("--model-option", action="append", default=[])
         for number, line in enumerate(args.models_file.read_text().splitlines(), 1):
             words = shlex.split(line, comments=True)
             if not words:
@@ -108,10 +111,10 @@ def model_specs(args) -> list:
         if args.name and len(args.name) != n:
             raise ValueError(f"give --name once per --model ({n}), got {len(args.name)}")
         names = args.name or [None] * n
-        specs += [dict(model=m, checkpoint=c, data=d, name=nm, normalize=z)
+        specs += [dict(model=m, checkpoint=c, data=d, name=nm, normalize=z, model_option=args.model_option)
                   for m, c, d, nm, z in zip(args.model, args.checkpoint, data, names, normalize)]
-    elif args.checkpoint or args.name:
-        raise ValueError("--checkpoint and --name belong to a --model")
+    elif args.checkpoint or args.name or args.model_option:
+        raise ValueError("--checkpoint, --name and --model-option belong to a --model")
     return specs
 
 
@@ -145,7 +148,8 @@ def run(args) -> int:
     if not args.runs and not specs:
         raise ValueError("nothing to diagnose: give run folders or --model/--checkpoint/--data")
     models = [from_checkpoint(s["model"], s["checkpoint"], s["data"], name=s["name"] or None,
-                              normalize=s["normalize"]) for s in specs]
+                              normalize=s["normalize"], options=common.parse_options(s["model_option"]))
+              for s in specs]
     report = diagnose(args.runs, args.out, args.surface, models=models, groups=groups or None,
                       baseline=args.baseline, quick=args.quick, device=device, progress=not args.quiet,
                       **settings)
