@@ -177,8 +177,11 @@ def conclude(figs: Sequence, out: Path, name: str, claims: Sequence[dict], numbe
     for line in lines:
         print(line, flush=True)
     text = "\n".join(textwrap.fill(line, 160, subsequent_indent="    ") for line in lines)
-    for fig in figs:
-        fig.text(0.01, -0.01, text, ha="left", va="top", fontsize=7, family="monospace")
+    for fig in figs:  # below everything drawn so far (tick labels included)
+        renderer = fig.canvas.get_renderer()
+        inverse = fig.transFigure.inverted()
+        bottom = min(inverse.transform(ax.get_tightbbox(renderer))[0, 1] for ax in fig.axes)
+        fig.text(0.01, bottom - 0.03, text, ha="left", va="top", fontsize=7, family="monospace")
     write_json(out, f"{name}.json", {"claims": list(claims), "rule": RULE, "quick": quick, **numbers})
 
 
