@@ -56,7 +56,7 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -84,18 +84,6 @@ def value_keys(splits: Sequence[str]) -> List[str]:
     return [f"{s}_{k}" for s in splits for k in ("loss", "acc")]
 
 
-def split_tensors(data, split: str):
-    """``(x, y)`` of a split: ``data`` has attributes ``x_<split>``/``y_<split>`` (a
-    :class:`regularizers.data.Dataset`) or maps the split name to ``(x, y)``."""
-    if isinstance(data, Mapping):
-        if split not in data:
-            raise ValueError(f"no split {split!r} in the data (has {', '.join(data)})")
-        x, y = data[split]
-    else:
-        if not hasattr(data, f"x_{split}"):
-            raise ValueError(f"no split {split!r} in the data (expected 'train' or 'test')")
-        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-    return torch.as_tensor(x), torch.as_tensor(y)
 @dataclass
 class _Fold:
     """A conv/linear layer ``conv`` followed by an eval-mode BatchNorm ``bn``."""
