@@ -449,7 +449,9 @@ def read_state_dict(path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such checkpoint file") from None
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():  # not a pickle of Python objects at all
+            raise ValueError(f"{path}: not a torch checkpoint (not a readable checkpoint file)") from None
         raise ValueError(f"{path}: refused: it holds pickled Python objects besides tensors and plain data, "
                          "which could run code when loaded") from None
     except Exception as err:

@@ -236,7 +236,9 @@ def _resume(out: Path, model: nn.Module, opt, scheduler, stopper, device) -> Opt
     path = found[-1]
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as err:
+        if "global" not in str(err).lower():  # not a pickle of Python objects: a foreign file
+            raise ValueError(f"{path}: not a readable trainer checkpoint") from None
         raise ValueError(f"{path}: refused: it holds pickled Python objects besides tensors and plain "
                          "data, which could run code when loaded; delete it if you did not make it, "
                          "or use another run folder") from None

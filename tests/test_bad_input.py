@@ -143,7 +143,7 @@ CASES = [
      "epoch_002.pt: refused", ["resume"], None),
     # 10**12 points (about 45 TiB) exceed any machine; 10**9 (45.6 GiB) is refused only where less is available
     ("surface huge grid", ["surface", *SURFACE, "--x=-1:1:1000000000000", "--surf_file", "{root}/huge.h5"],
-     "a grid of 1,000,000,000,000 points needs about", ["."], None),
+     "3,000,000,000,000 points needs about", ["."], None),
     ("surface negative labels", ["surface", *SURFACE, "--data", "{root}/negative_labels.npz", "--surf_file",
                                  "{root}/labels.h5"], "negative", ["."], None),
     ("surface bogus device", ["surface", *SURFACE, "--device", "bogus", "--surf_file", "{root}/d.h5"], "bogus", ["."],
