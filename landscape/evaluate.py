@@ -22,7 +22,7 @@ warning):
 - **First layer** (staged data only): when the model's first layer with parameters is a
   conv/linear layer fed by parameter-free ops, it is linear in its weight, which is
   ``W + sum_k c_k D_k`` at the point. A ``Conv2d`` (one group, zero padding) keeps its input
-  unfolded into patches (``F.unfold``, (n, C_in*kh*kw, L), computed once) and is one matrix
+  unfolded into patches (``F.unfold``, (n, L, C_in*kh*kw), computed once) and is one matrix
   product with the point's weight (BN scale folded in) per batch: for the thin first convs of
   image models (1-3 input channels) this is 5-15x faster than the convolution on CPU (measured;
   oneDNN is slow there). Other layers cache their outputs ``C_0 = layer(X; W)``,
