@@ -1,7 +1,8 @@
 """Evidence for why a method helps: weight geometry, the Tammes problem, generalization curves,
 curvature and sharpness, memorization."""
 from analysis.angles import (AngleHistogram, MinAngleTable, angle_histogram, angle_values,
-                             cosine_matrix, filter_rows, min_angle_table, minimal_angles,
+                             cosine_array, cosine_matrix, filter_array, filter_rows, min_angle_table,
+                             minimal_angles,
                              named_layers, pairwise_angles, plot_angle_histogram, plot_min_angles)
 from analysis.curvature import (average_sharpness, convexity_map, convexity_ratio,
                                 dense_hessian, epsilon_sharpness, hessian_trace,
@@ -19,8 +20,8 @@ from analysis.tammes_problem import (MMA_TABLE1, TammesResult, TammesTable, know
                                      plot_tammes_table, tammes, tammes_table)
 
 __all__ = [
-    "AngleHistogram", "MinAngleTable", "angle_histogram", "angle_values", "cosine_matrix",
-    "filter_rows", "min_angle_table", "minimal_angles", "named_layers", "pairwise_angles",
+    "AngleHistogram", "MinAngleTable", "angle_histogram", "angle_values", "cosine_array", "cosine_matrix",
+    "filter_array", "filter_rows", "min_angle_table", "minimal_angles", "named_layers", "pairwise_angles",
     "plot_angle_histogram", "plot_min_angles",
     "average_sharpness", "convexity_map", "convexity_ratio", "dense_hessian", "epsilon_sharpness",
     "hessian_trace", "hessian_vector_product", "min_eigenvalue", "rho_sharpness", "top_eigenvalues",

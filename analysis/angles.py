@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from regularizers.angular import cosine_matrix as torch_cosine_matrix
+from regularizers.angular import cosine_matrix
 from regularizers.base import weight_layers
-from regularizers.norms import filter_rows as rows_of
+from regularizers.norms import filter_rows
 
 
 def _float64(weight) -> torch.Tensor:
@@ -24,9 +24,10 @@ def _float64(weight) -> torch.Tensor:
     return torch.as_tensor(weight).detach().cpu().to(torch.float64)
 
 
-def filter_rows(weight) -> np.ndarray:
-    """``(out, ...)`` tensor or array -> ``(out, fan_in)`` float64 array, one filter per row."""
-    return rows_of(_float64(weight)).numpy()
+def filter_array(weight) -> np.ndarray:
+    """:func:`regularizers.norms.filter_rows` of any tensor or array, as a float64 array
+    ``(out, fan_in)``, one filter per row."""
+    return filter_rows(_float64(weight)).numpy()
 
 
 def named_layers(model: nn.Module, include_output: bool = True) -> List[Tuple[str, torch.Tensor]]:
@@ -35,15 +36,15 @@ def named_layers(model: nn.Module, include_output: bool = True) -> List[Tuple[st
     return [(names[id(w)], w) for w in weight_layers(model, include_output=include_output)]
 
 
-def cosine_matrix(weight) -> np.ndarray:
-    """Cosine similarity of every pair of filters: ``(out, out)`` float64, diagonal 1 (a zero
-    filter has cosine 0 with everything, itself included)."""
-    return torch_cosine_matrix(_float64(weight)).clamp(-1.0, 1.0).numpy()
+def cosine_array(weight) -> np.ndarray:
+    """:func:`regularizers.angular.cosine_matrix` of any tensor or array in float64, as an array
+    ``(out, out)`` clamped to [-1, 1]: diagonal 1 (a zero filter has cosine 0 with everything)."""
+    return cosine_matrix(_float64(weight)).clamp(-1.0, 1.0).numpy()
 
 
 def pairwise_angles(weight) -> np.ndarray:
     """Angle between every pair of filters in degrees: ``(out, out)``, symmetric, zero diagonal."""
-    angles = np.degrees(np.arccos(cosine_matrix(weight)))
+    angles = np.degrees(np.arccos(cosine_array(weight)))
     np.fill_diagonal(angles, 0.0)
     return angles
 

@@ -29,10 +29,10 @@ from analysis.curvature import hessian_trace, rho_sharpness, top_eigenvalues
 from analysis.findings import (Correlation, GroupComparison, Stat, compare_groups, findings_text,
                                rank_correlations)
 from analysis.generalization import plot_gap, plot_learning_curves
-from analysis.similarity import (count_above, cosine_matrix, filter_norms, plot_cosine_matrices,
-                                 stable_ranks)
+from analysis.similarity import count_above, filter_norms, plot_cosine_matrices, stable_ranks
 from analysis.spectrum import hessian_diagonal, plot_spectral_density, spectral_density
 from analysis.weight_spectra import plot_weight_spectra, weight_spectra
+from regularizers.angular import cosine_matrix
 from regularizers.evaluation import evaluate, seeded_subset
 
 COSINE_THRESHOLD = 0.2

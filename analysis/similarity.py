@@ -13,18 +13,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.angles import cosine_matrix, figure_axes, filter_rows, named_layers, pair_values
+from analysis.angles import cosine_array, figure_axes, filter_array, named_layers, pair_values
 
 WeightSource = Union[nn.Module, torch.Tensor, np.ndarray]
 
 
-def count_above(cos: np.ndarray, threshold: float = 0.2) -> int:
-    """Number of filter pairs (each unordered pair once, diagonal excluded) with cosine > threshold.
+def count_above(cos, threshold: float = 0.2) -> int:
+    """Number of filter pairs of a cosine matrix ``(out, out)`` (tensor or array), each
+    unordered pair once and the diagonal excluded, with cosine > threshold.
 
     Signed, as in MMA Fig. 1: strongly negative similarities are not counted (the paper notes MMA
     keeps some negative correlations on purpose).
     """
-    return int(np.count_nonzero(pair_values(cos) > threshold))
+    return int(np.count_nonzero(pair_values(torch.as_tensor(cos).detach().cpu().numpy()) > threshold))
 
 
 def _layer_weight(source: WeightSource, layer: int):
@@ -38,7 +39,7 @@ def plot_cosine_matrices(sources: Mapping[str, WeightSource], layer: int = 0,
     :func:`count_above`. Colors span [-1, 1]. Returns the figure."""
     fig, axes = plt.subplots(1, len(sources), figsize=(3.6 * len(sources), 3.4), squeeze=False)
     for ax, (name, source) in zip(axes[0], sources.items()):
-        cos = cosine_matrix(_layer_weight(source, layer))
+        cos = cosine_array(_layer_weight(source, layer))
         image = ax.imshow(cos, cmap="RdBu_r", vmin=-1, vmax=1)
         ax.set_title(f"{name}: {count_above(cos, threshold)} pairs > {threshold:g}")
         ax.set(xlabel="filter", ylabel="filter")
@@ -48,7 +49,7 @@ def plot_cosine_matrices(sources: Mapping[str, WeightSource], layer: int = 0,
 
 def filter_norms(model: nn.Module) -> list:
     """Euclidean norm of every filter, per layer: a list of ``(out,)`` arrays."""
-    return [np.linalg.norm(filter_rows(w), axis=1) for _, w in named_layers(model)]
+    return [np.linalg.norm(filter_array(w), axis=1) for _, w in named_layers(model)]
 
 
 def plot_filter_norms(models: Mapping[str, nn.Module], ax=None):
@@ -72,7 +73,7 @@ def plot_filter_norms(models: Mapping[str, nn.Module], ax=None):
 
 def stable_rank(weight) -> float:
     """``||W||_F^2 / ||W||_2^2`` of the ``(out, fan_in)`` filter matrix; between 1 and its rank."""
-    rows = filter_rows(weight)
+    rows = filter_array(weight)
     return float(np.sum(rows ** 2) / np.linalg.norm(rows, ord=2) ** 2)
 
 

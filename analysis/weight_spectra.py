@@ -2,7 +2,7 @@
 
 For every ``Conv1d/2d/3d`` and ``Linear`` layer the weight is read as a matrix ``W`` of shape
 ``(rows, cols) = (out, in * k * k)`` (a conv's kernel flattened per output filter, as
-:func:`analysis.angles.filter_rows` reads it). Its empirical spectral density (ESD) is that of
+:func:`regularizers.norms.filter_rows` reads it). Its empirical spectral density (ESD) is that of
 the correlation matrix ``X = W^T W / N`` with ``N = max(rows, cols)``, the normalization of
 Martin & Mahoney (2021, "Implicit self-regularization in deep neural networks", JMLR 22:165)
 and of their WeightWatcher tool; we keep its ``M = min(rows, cols)`` eigenvalues that can be

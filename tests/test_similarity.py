@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.angles import cosine_matrix
+from analysis.angles import cosine_array
 from analysis.similarity import (count_above, filter_norms, plot_cosine_matrices,
                                  plot_filter_norms, plot_stable_ranks, stable_rank, stable_ranks)
 
@@ -33,7 +33,7 @@ def test_count_above_is_signed_and_counts_each_pair_once():
 def test_cosine_matrix_of_rows():
     w = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-2.0, 0.0]])
     expected = np.array([[1, 2 ** -0.5, -1], [2 ** -0.5, 1, -(2 ** -0.5)], [-1, -(2 ** -0.5), 1]])
-    assert cosine_matrix(w) == pytest.approx(expected)
+    assert cosine_array(w) == pytest.approx(expected)
 
 
 def test_stable_rank_closed_forms():
