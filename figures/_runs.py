@@ -166,14 +166,15 @@ def claim(text: str, paper: str, ours: str, result: str) -> dict:
 
 
 def conclude(figs: Sequence, out: Path, name: str, claims: Sequence[dict], numbers: dict,
-             quick: bool = False) -> None:
-    """Print every claim with the paper's numbers, ours and the verdict; write them under each
-    figure of ``figs`` and into ``out/<name>.json`` beside ``numbers``."""
+             quick: bool = False, rule: str = RULE) -> None:
+    """Print every claim with the paper's numbers, ours and the verdict, and the ``rule`` that
+    decided them; write them under each figure of ``figs`` and into ``out/<name>.json`` beside
+    ``numbers``."""
     lines = []
     for c in claims:
         lines += [f"paper's claim: {c['claim']}", f"  paper's numbers: {c['paper']}", f"  ours: {c['ours']}",
                   f"  verdict: {c['verdict']}" + (" (--quick setting: not a measurement)" if quick else "")]
-    lines.append(f"rule: {RULE}")
+    lines.append(f"rule: {rule}")
     for line in lines:
         print(line, flush=True)
     text = "\n".join(textwrap.fill(line, 160, subsequent_indent="    ") for line in lines)
@@ -182,7 +183,7 @@ def conclude(figs: Sequence, out: Path, name: str, claims: Sequence[dict], numbe
         inverse = fig.transFigure.inverted()
         bottom = min(inverse.transform(ax.get_tightbbox(renderer))[0, 1] for ax in fig.axes)
         fig.text(0.01, bottom - 0.03, text, ha="left", va="top", fontsize=7, family="monospace")
-    write_json(out, f"{name}.json", {"claims": list(claims), "rule": RULE, "quick": quick, **numbers})
+    write_json(out, f"{name}.json", {"claims": list(claims), "rule": rule, "quick": quick, **numbers})
 
 
 def save(fig, out: Path, name: str) -> Path:
