@@ -250,8 +250,9 @@ def main(argv=None) -> int:
         equal = r["rel"] <= 1e-5 and r["acc_equal"]
         ok &= equal
         shape = "x".join(map(str, r["shape"]))
-        print(f"{name:22s} {r['samples']:5d} {shape:>7s} {pps['de facto']:9.2f} {pps['engine']:9.2f} {pps['engine/pt']:9.2f} "
-              f"{pps['floor']:9.2f} {speed:7.2f}x {vs_floor:8.2f}x  {str(r['batch']):20s}; {r['floor_batch']:<4d} "
+        print(f"{name:22s} {r['samples']:5d} {shape:>7s} {pps['de facto']:9.2f} {pps['engine']:9.2f} "
+              f"{pps['engine/pt']:9.2f} {pps['floor']:9.2f} {speed:7.2f}x {vs_floor:8.2f}x  "
+              f"{str(r['batch']):20s}; {r['floor_batch']:<4d} "
               f"{r['rel']:.1e}, {'equal' if r['acc_equal'] else 'DIFFER'}{'' if equal else '  VALUES DIFFER'}",
               flush=True)
     print("points/s; eng/pt: the engine's points without its set-up; eng/def = engine / de facto (goal >= 1.8x on "
