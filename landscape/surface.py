@@ -247,7 +247,7 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
                             progress=progress, desc=f"surface (batch {note})")
         else:
             evaluate_shared(comm, evaluator, grid, pending, write=write, chunk=evaluator.points_per_pass,
-                            progress=progress)
+                            progress=progress, desc=f"surface (batch {note})")
     finally:
         if writer is not None:
             writer.close()
