@@ -57,5 +57,6 @@ def test_figure_script_quick(tmp_path):
     assert script.main(["--quick", "--epochs", "3", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "memorization.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "memorization.json").read_text())
-    assert list(saved) == ["true", "labels", "shuffled_pixels", "random_pixels", "gaussian"]
-    assert len(saved["true"]["history"]["train_acc"]) == 3
+    assert list(saved["runs"]) == ["true", "labels", "shuffled_pixels", "random_pixels", "gaussian"]
+    assert [len(h["train_acc"]) for h in saved["runs"]["true"]] == [3] * len(saved["seeds"])
+    assert all(c["verdict"].startswith(("reproduced", "not reproduced", "inconclusive")) for c in saved["claims"])
