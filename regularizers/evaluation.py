@@ -213,6 +213,9 @@ def as_source(obj, hooks: BatchHooks = DEFAULT_HOOKS) -> Source:
     if isinstance(obj, TorchDataset) and hasattr(obj, "__len__"):
         return Stream(DataLoader(obj, batch_size=256), hooks)
     if isinstance(obj, Iterable) and not isinstance(obj, (str, bytes, Mapping, torch.Tensor, np.ndarray)):
+        if iter(obj) is obj:  # a generator or iterator: empty after its first pass
+            raise TypeError(f"a one-shot {type(obj).__name__} cannot be read again on every pass; pass a "
+                            "DataLoader, a list of batches or another re-iterable")
         return Stream(obj, hooks)
     raise TypeError(f"unsupported data of type {type(obj).__name__}; expected {DATA_FORMS}")
 

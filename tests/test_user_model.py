@@ -126,6 +126,8 @@ def test_evaluate_accepts_the_forms_pytorch_users_have(trained):
     assert math.isnan(regression[1]) and regression[0] > 0
     with pytest.raises(TypeError, match="unsupported data of type int; expected a regularizers.data.Dataset"):
         data_splits(5)
+    with pytest.raises(TypeError, match="a one-shot generator cannot be read again on every pass"):
+        data_splits(batch for batch in as_list)
     with pytest.raises(TypeError, match="say which part holds the predictions with output="):
         evaluate(DictModel(model), dict_loader)
     with pytest.raises(ValueError, match=r"class labels range over \[0, 7\] but the model has 3 outputs"):
