@@ -11,7 +11,7 @@ Regime (``figures/_runs.py``): 300 training digits, where the CNN overfits. The 
 starts from the baseline's weights (the paper refines its VGG-9), so every comparison is paired
 by seed. Flatness is read off the 1D line through each model along the same seeded
 filter-normalized direction: the width of the basin where the train loss stays within 1 nat of
-its value at the model (:func:`analysis.report.basin_width`), and the mean train loss over the
+its value at the model (:func:`analysis.summary.basin_width`), and the mean train loss over the
 2D plane.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ RISE = 1.0  # nats: the 1D basin is where the train loss stays within RISE of th
 def main(argv=None) -> int:
     import numpy as np
 
-    from analysis.report import basin_width
+    from analysis.summary import basin_width
     from figures.linr_scatter import QUICK_ROUNDS, ROUNDS, refine_from
     from landscape.plot import plot_1d, plot_comparison
     from landscape.store import read_surface

@@ -131,7 +131,8 @@ def parse_groups(values) -> dict:
 
 
 def run(args) -> int:
-    from analysis.report import diagnose, from_checkpoint
+    from analysis.report import diagnose
+    from analysis.summary import from_checkpoint
     from regularizers.evaluation import resolve_device
 
     settings = {key: value for key, value in
