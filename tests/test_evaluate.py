@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.directions import direction_names, random_directions
-from landscape.evaluate import Evaluator, _Unfolded, compile_model
+from landscape.evaluate import Evaluator, _Unfolded
+from landscape.rewrites import compile_model
 
 
 def conv_bn_net(seed=0):

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from landscape.directions import random_directions
-from landscape.evaluate import Evaluator, _Unfolded, compile_model
+from landscape.evaluate import Evaluator, _Unfolded
+from landscape.rewrites import compile_model
 from regularizers.models import create_model
 
 PLAIN = {"fold_bn": False, "first_layer": False, "reorder": False}
