@@ -332,11 +332,15 @@ def _write_points(dataset: h5py.Dataset, flat: np.ndarray, values: np.ndarray) -
 class SurfaceWriter:
     """``writer(indices, rows)`` stores rows (k, len(keys)) at flat point indices (k,) of an
     open surface file (prepared by :func:`prepare_surface`): each key's values in one write,
-    a flush, then the ``done`` marks and a second flush (see the module docstring)."""
+    a flush, then the ``done`` marks and a second flush (see the module docstring).
+    ``notes`` are attributes recorded on opening that are not settings (never compared on
+    resume), such as the batch size in use."""
 
-    def __init__(self, path, keys: Sequence[str]):
+    def __init__(self, path, keys: Sequence[str], notes: Optional[dict] = None):
         self.keys = list(keys)
         self._file = _open(path, "r+")
+        for key, value in (notes or {}).items():
+            self._file.attrs[key] = canonical(value)
         self._done = self._file["done"] if "done" in self._file else None
 
     def __call__(self, indices, rows: np.ndarray) -> None:

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple, Union
 
-import h5py
 import numpy as np
 from torch import nn
 from tqdm import tqdm
@@ -229,11 +228,8 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
     note = stored if resumed else evaluator.batch_size_note
     if comm is not None and comm.Get_size() > 1:  # every rank uses rank 0's choice
         evaluator.batch_size, note = comm.bcast((evaluator.batch_size, note), root=0)
-    result.attrs["batch_size"] = note
-    if surf_file is not None and root:  # recorded, not a setting: resuming with another batch size is fine
-        with h5py.File(surf_file, "r+") as f:
-            f.attrs["batch_size"] = note
-    writer = SurfaceWriter(surf_file, keys) if surf_file is not None and root else None
+    result.attrs["batch_size"] = note  # recorded, not a setting: resuming with another batch size is fine
+    writer = SurfaceWriter(surf_file, keys, notes={"batch_size": note}) if surf_file is not None and root else None
 
     def write(indices, rows):
         result.put(indices, rows, keys)
