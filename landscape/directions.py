@@ -65,10 +65,15 @@ class Directions:
 
     def attrs(self) -> dict:
         """Flat provenance, e.g. ``{"dir_type": "weights", "xkind": "random", "xnorm": "filter"}``."""
-        out = {"dir_type": self.dir_type}
-        for axis, info in zip(AXES, self.info):
-            out.update({f"{axis}{key}": value for key, value in info.items()})
-        return out
+        return settings_attrs(self.dir_type, self.info)
+
+
+def settings_attrs(dir_type: str, info: Sequence[dict]) -> dict:
+    """The flat provenance of directions of ``dir_type`` made as ``info`` says (one dict per axis)."""
+    out = {"dir_type": dir_type}
+    for axis, settings in zip(AXES, info):
+        out.update({f"{axis}{key}": value for key, value in settings.items()})
+    return out
 
 
 def check_choice(what: str, value, choices) -> None:

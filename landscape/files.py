@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 from torch import nn
 
-from .directions import Directions, Source, origin, random_directions, target_directions
+from .directions import Directions, Source, origin, random_directions, settings_attrs, target_directions
 from .store import file_sha256, load_directions, mismatch, read_attrs, save_directions, tensors_sha256
 
 ALL_SPLITS = ("train", "test")
@@ -100,9 +100,43 @@ def provenance(model: nn.Module, *, model_spec: str = "", checkpoint=None, data_
             "data": data_name, "weights_sha256": tensors_sha256(origin(model, "states"))}
 
 
+def keep_directions(path, model: nn.Module, ndim: int, make: Callable[[], Directions], *,
+                    dir_type: Optional[str] = None, wanted: Optional[dict] = None,
+                    attrs: Optional[dict] = None) -> Tuple[Directions, str]:
+    """The first ``ndim`` directions of the direction file ``path`` when it exists, else
+    ``make()`` saved there.
+
+    Args:
+        make: ``() -> Directions`` with ``ndim`` axes, called only when there is no file.
+        dir_type: what an existing file must hold (None: any).
+        wanted: settings an existing file must have been made with (a derived name is reused only
+            then); None: an existing file is used as it is.
+        attrs: provenance stored in a new file.
+
+    Returns:
+        ``(directions, path)``.
+
+    Raises:
+        ValueError: a file with too few directions, of another dir_type, not fitting the model,
+            or made with other settings than ``wanted``.
+    """
+    path = str(path)
+    if not Path(path).exists():
+        directions = make()
+        save_directions(path, directions, attrs)
+        return directions, path
+    found = load_directions(path, model=model, dir_type=dir_type)
+    if found.ndim < ndim:
+        raise ValueError(f"{path} holds {found.ndim} direction(s); the grid needs {ndim}")
+    differs = mismatch(read_attrs(path), wanted) if wanted is not None else None
+    if differs:
+        raise ValueError(f"{path} was {differs}; delete it or name another direction file")
+    return Directions(found.axes[:ndim], found.dir_type, found.info[:ndim], found.meta), path
+
+
 def open_directions(model: nn.Module, recipes: Sequence[AxisRecipe], *, dir_type: Optional[str] = None,
                     dir_file=None, stem: str = "model", attrs: Optional[dict] = None) -> Tuple[Directions, str]:
-    """The directions of ``recipes`` and the file that holds them.
+    """The directions of ``recipes`` and the file that holds them (:func:`keep_directions`).
 
     Args:
         recipes: one per axis of the grid.
@@ -114,24 +148,10 @@ def open_directions(model: nn.Module, recipes: Sequence[AxisRecipe], *, dir_type
 
     Returns:
         ``(directions, dir_file)``.
-
-    Raises:
-        ValueError: a file with too few directions, of another dir_type, not fitting the model,
-            or (derived name) made with other settings.
     """
-    ndim = len(recipes)
     chosen = dir_type or "weights"
-    path = str(dir_file) if dir_file is not None else direction_file_name(stem, recipes, chosen)
-    if not Path(path).exists():
-        directions = build_directions(model, recipes, chosen)
-        save_directions(path, directions, attrs)
-        return directions, path
-    directions = load_directions(path, model=model, dir_type=dir_type)
-    if directions.ndim < ndim:
-        raise ValueError(f"{path} holds {directions.ndim} direction(s); the grid needs {ndim}")
-    if dir_file is None:
-        wanted = {**Directions(directions.axes[:ndim], chosen, [r.info() for r in recipes]).attrs(), **(attrs or {})}
-        differs = mismatch(read_attrs(path), wanted)
-        if differs:
-            raise ValueError(f"{path} was {differs}; delete it or name another direction file")
-    return Directions(directions.axes[:ndim], directions.dir_type, directions.info[:ndim], directions.meta), path
+    info = [r.info() for r in recipes]
+    wanted = {**settings_attrs(chosen, info), **(attrs or {})} if dir_file is None else None
+    path = dir_file if dir_file is not None else direction_file_name(stem, recipes, chosen)
+    return keep_directions(path, model, len(recipes), lambda: build_directions(model, recipes, chosen),
+                           dir_type=dir_type, wanted=wanted, attrs=attrs)

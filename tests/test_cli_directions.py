@@ -33,12 +33,16 @@ def test_hessian_directions_curvature_equals_the_top_eigenvalue(trained, capsys)
     with h5py.File(folder / "hess.h5", "r") as f:
         eigenvalues = f["eigenvalues_"][()]
         assert f.attrs["xkind"] == "hessian"
+        assert float(f.attrs["eigenvalues"]) == pytest.approx(eigenvalues[0])
     with h5py.File(folder / "hess_surf.h5", "r") as f:
         loss = f["train_loss"][()]
     second_difference = (loss[0] - 2 * loss[1] + loss[2]) / h ** 2  # unit eigenvector: L'' = lambda_1
     assert eigenvalues[0] > 0
     assert second_difference == pytest.approx(eigenvalues[0], rel=2e-2)
     assert "eigenvalues" in capsys.readouterr().out
+    assert main(base + ["--directions", "hessian", f"--x={-h}:{h}:3", "--dir_file", str(folder / "hess.h5"),
+                        "--surf_file", str(folder / "hess_surf.h5")]) == 0
+    assert "eigenvalues" not in capsys.readouterr().out  # the direction file is reused, not recomputed
 
 
 def test_auto_axis_reaches_twice_the_center_loss(trained, capsys):

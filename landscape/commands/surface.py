@@ -132,8 +132,7 @@ def hessian_file(args, model, data, ndim: int, attrs: dict):
     when made with the same settings, else the top-``ndim`` eigenvectors on a seeded subset of
     --hessian-samples training examples, saved with their eigenvalues."""
     from analysis.hessian_directions import hessian_directions
-    from landscape.directions import Directions
-    from landscape.store import load_directions, mismatch, read_attrs, save_directions
+    from landscape.files import keep_directions
     from regularizers.evaluation import seeded_subset
 
     if args.dir_type == "states":
@@ -141,23 +140,19 @@ def hessian_file(args, model, data, ndim: int, attrs: dict):
     if args.hessian_samples < 1:
         raise ValueError(f"--hessian-samples must be positive, got {args.hessian_samples}")
     settings = {**attrs, "hessian_samples": args.hessian_samples, "hessian_loss": args.loss_name}
+    stored = dict(settings)  # a new file's attributes: the settings, then the eigenvalues found
+
+    def make():
+        subset = seeded_subset(data.x_train, data.y_train, args.hessian_samples, args.seed)
+        print(f"Hessian directions: top {ndim} eigenvectors on {len(subset[0])} training examples", flush=True)
+        directions = hessian_directions(model, subset, k=ndim, seed=args.seed, loss=args.loss_name)
+        stored["eigenvalues"] = directions.meta["eigenvalues"]
+        print("  eigenvalues " + ", ".join(f"{v:.4g}" for v in stored["eigenvalues"]), flush=True)
+        return directions
+
     path = args.dir_file or f"{_stem(args)}_weights_hessian_k={ndim}_seed={args.seed}.h5"
-    if Path(path).exists():
-        found = load_directions(path, model=model, dir_type="weights")
-        differs = mismatch(read_attrs(path), settings) if args.dir_file is None else None
-        if differs:
-            raise ValueError(f"{path} was {differs}; delete it or pass --dir_file")
-        if found.ndim < ndim:
-            raise ValueError(f"{path} holds {found.ndim} direction(s); the grid needs {ndim}")
-        return Directions(found.axes[:ndim], "weights", found.info[:ndim], found.meta), path
-    train = (data.x_train, data.y_train)
-    subset = seeded_subset(*train, args.hessian_samples, args.seed)
-    print(f"Hessian directions: top {ndim} eigenvectors on {len(subset[0])} training examples", flush=True)
-    directions = hessian_directions(model, subset, k=ndim, seed=args.seed, loss=args.loss_name)
-    values = directions.meta["eigenvalues"]
-    print("  eigenvalues " + ", ".join(f"{v:.4g}" for v in values), flush=True)
-    save_directions(path, directions, {**settings, "eigenvalues": values})
-    return directions, path
+    return keep_directions(path, model, ndim, make, dir_type="weights",
+                           wanted=settings if args.dir_file is None else None, attrs=stored)
 
 
 def report(result, seconds: float, computed: int, ranks: int = 1) -> None:
