@@ -39,13 +39,25 @@ def _available():
                 raise
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already states it or there is
+    none to state (None, False, an empty list)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, [], (), argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="landscape", description="Loss landscapes and regularization diagnostics for PyTorch models.",
         epilog="`landscape COMMAND --help` shows a command's options; `landscape demo` runs the main job.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in _available():
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP,
+                           formatter_class=HelpFormatter)
         module.add_arguments(p)
         p.set_defaults(_run=module.run, _mpi=getattr(module, "MPI", False))
     return parser

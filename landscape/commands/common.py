@@ -1,12 +1,67 @@
-"""Options shared by several subcommands: model, checkpoint, data and device."""
+"""Options shared by several subcommands: model, checkpoint, data, device and output, and the
+typed parsers every numeric flag uses (argparse names the flag in their one-line error)."""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
 DATA_KEYS = ("data", "data_seed", "normalize", "test_fraction", "corrupt")
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds both accept [0, 2**32)
+
+
+def _number(kind, text: str):
+    """``text`` as ``kind`` (int or float), refusing NaN, infinities and non-integral ints."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    if kind is int:
+        if value != int(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+        return int(value)
+    return value
+
+
+def number(kind=float, *, low=None, high=None, low_open=False, high_open=False):
+    """An argparse ``type``: a finite ``kind`` in ``[low, high]`` (``(low`` / ``high)`` when open).
+
+    >>> number(int, low=1)("3"), number(low=0, low_open=True)("0.5")
+    (3, 0.5)
+    """
+    def parse(text: str):
+        value = _number(kind, text)
+        if low is not None and (value <= low if low_open else value < low):
+            raise argparse.ArgumentTypeError(f"{text} is not {'>' if low_open else '>='} {low}")
+        if high is not None and (value >= high if high_open else value > high):
+            raise argparse.ArgumentTypeError(f"{text} is not {'<' if high_open else '<='} {high}")
+        return value
+    return parse
+
+
+positive_int = number(int, low=1)
+nonnegative_int = number(int, low=0)
+seed_int = number(int, low=0, high=SEED_MAX)
+finite_float = number(float)
+positive_float = number(float, low=0, low_open=True)
+nonnegative_float = number(float, low=0)
+fraction = number(float, low=0, high=1, low_open=True, high_open=True)
+
+
+def add_output_argument(parser: argparse.ArgumentParser) -> None:
+    """``--output NAME|INDEX``: which part of a dict/tuple model output holds the logits."""
+    parser.add_argument("--output", default=None, metavar="NAME|INDEX",
+                        help="the predictions when the model returns a dict or tuple: a key (e.g. 'logits' for "
+                             "HuggingFace models) or a position (0); default: the output itself")
+
+
+def output_selector(value):
+    """``--output`` as :func:`regularizers.evaluation.select_output` takes it (digits -> int)."""
+    return int(value) if value is not None and value.lstrip("-").isdigit() else value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, checkpoint: bool = True) -> None:
