@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = ("landscape.cli", "landscape.commands")
+CLI = ("landscape.cli", "landscape.commands", "landscape.__main__")
 LAYERS = {"regularizers": 0, "landscape": 1, "analysis": 2, "cli": 3}
 SCRIPTS = ("figures", "benchmarks")
 
 
 def layer_of(module: str):
     """The layer of a dotted module name of this project, or None for anything else."""
-    if module == CLI[0] or module.startswith(CLI[1]):
+    if module in (CLI[0], CLI[2]) or module.startswith(CLI[1]):
         return LAYERS["cli"]
     return LAYERS.get(module.split(".")[0])
 
