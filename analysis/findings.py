@@ -275,6 +275,20 @@ def answer(comparison: GroupComparison, metric: str, label: str, unit: str, up: 
     return f"{label}: " + "; ".join(parts) + "." if parts else None
 
 
+def group_means(comparison: GroupComparison, metric: str, label: str, unit: str) -> str:
+    """``"Test accuracy: base 96.1% [95.2, 97.0] (one group: nothing to compare it with)."``"""
+    pct = f"{100 * comparison.confidence:g}%"
+    parts = []
+    for group, stat in comparison.stats.get(metric, {}).items():
+        if not math.isfinite(stat.mean):
+            parts.append(f"{group} n/a (no such split)")
+        elif math.isfinite(stat.low):
+            parts.append(f"{group} {stat.mean:.2f}{unit} ({pct} t-interval [{stat.low:.2f}, {stat.high:.2f}], n={stat.n})")
+        else:
+            parts.append(f"{group} {stat.mean:.2f}{unit} (n={stat.n}, no interval)")
+    return f"{label}: " + "; ".join(parts) + " (no other group to compare with)."
+
+
 def confounded(comparison: GroupComparison, group: str) -> list[str]:
     """The train measures (loss, accuracy) that differ beyond noise between ``group`` and the baseline."""
     return [label for m, label in (("train_loss", "train loss"), ("train_acc", "train accuracy"))
@@ -352,7 +366,7 @@ def findings_text(comparison: GroupComparison, labels: Mapping[str, str],
     out = [answer(comparison, "test_acc", "Test accuracy", "points", "improved", "worsened"),
            answer(comparison, "gap", "Generalization gap (train - test accuracy)", "points",
                   "larger gap", "smaller gap")]
-    out = [s for s in out if s]
+    out = [s for s in out if s] or [group_means(comparison, "test_acc", "Test accuracy", "%")]
     single = comparison.single_run_groups
     if single:
         it = "it" if len(single) == 1 else "them"
