@@ -305,8 +305,8 @@ def group_findings(comparison: GroupComparison, group: str, labels: Mapping[str,
         return []
     rule = rule_name(diffs[0][0])
     unequal = confounded(comparison, group)
-    note = (f" [at unequal train loss: {' and '.join(unequal)} differ beyond noise, so this curvature "
-            "comparison is not at equal training progress]") if unequal else ""
+    differ = f"{' and '.join(unequal)} {'differs' if len(unequal) == 1 else 'differ'} beyond noise"
+    note = f" [at unequal train loss: {differ}]" if unequal else ""
 
     def said(d, m, label):
         return describe_difference(d, label) + (note if m.split("/")[0] in CURVATURE else "")
@@ -323,6 +323,10 @@ def group_findings(comparison: GroupComparison, group: str, labels: Mapping[str,
         out.append(f"{head}: within noise (interval holds 0): " + ", ".join(steady) + ".")
     if undecided:
         out.append(f"{head}: undecided or not compared: " + "; ".join(undecided) + ".")
+    curvature = [lab for _, m, lab in diffs if m.split("/")[0] in CURVATURE]
+    if unequal and curvature:
+        out.append(f"{head}: the curvature and sharpness comparisons ({', '.join(curvature)}) are at unequal "
+                   f"train loss ({differ}): a sharper or flatter minimum may only reflect where training stopped.")
     return out
 
 

@@ -161,8 +161,9 @@ def landscape_figures(files: Mapping[str, tuple[Path, Path]], out: Path, conf: S
              f"±{conf.span:g}, at most {conf.surface_samples} examples per split, first run of each group")
     return [(one[0].name, f"Loss (log scale; solid train, dashed test) and accuracy along one {where}. "
                           f"The basin width is measured where the train loss has risen {conf.basin_rise:g} "
-                          "above its value at the model (a side that stays lower counts to the grid's "
-                          "end: the width is then a lower bound)."),
+                          "above its value at the model; a side that stays lower is searched on the same "
+                          f"direction over lines widened x4 (up to {conf.widenings} times, files 1d/*.span*.h5), "
+                          "and where it still stays lower the width is a lower bound (>= w, censored)."),
             (two[0].name, f"Train loss over a plane of two {where}; log-spaced contour levels shared "
                           "by the panels.")]
 
@@ -250,11 +251,12 @@ def stage_count(count: int, conf: Settings) -> int:
 def surface_pair(source: ModelSource, out: Path, conf: Settings, device, progress: bool):
     """The 1D line and 2D plane of one model (filter-normalized random directions of seed
     ``conf.seed``, at most ``conf.surface_samples`` examples per split), written to
-    ``out/1d/<stem>.h5`` and ``out/2d/<stem>.h5``. The line is widened (x4, up to
-    ``conf.widenings`` times) until the train loss rises ``conf.basin_rise`` on both sides.
+    ``out/1d/<stem>.h5`` and ``out/2d/<stem>.h5``. Where the train loss does not rise
+    ``conf.basin_rise`` on both sides of the line, the same direction is drawn on wider lines
+    (x4, up to ``conf.widenings`` times: ``out/1d/<stem>.span<S>.h5``).
 
     Returns:
-        ``(line path, plane path, Basin, span of the line)``.
+        ``(line paths, plane path, Basin, span of the line it was measured on)``.
     """
     from landscape.directions import random_directions
     from landscape.store import read_surface
@@ -268,7 +270,7 @@ def surface_pair(source: ModelSource, out: Path, conf: Settings, device, progres
     keys.update({"precision": conf.precision} if conf.precision != "fp32" else {})
 
     def draw(ndim: int, span: float, num: int) -> Path:
-        path = out / f"{ndim}d" / f"{stem}.h5"
+        path = out / f"{ndim}d" / (f"{stem}.h5" if span == conf.span else f"{stem}.span{span:g}.h5")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
         axis = f"{-span}:{span}:{num}"
@@ -276,16 +278,16 @@ def surface_pair(source: ModelSource, out: Path, conf: Settings, device, progres
                         x=axis, y=axis if ndim == 2 else None, surf_file=path, **keys)
         return path
 
-    span = conf.span
+    span, lines = conf.span, []
     for attempt in range(conf.widenings + 1):
-        line_path = draw(1, span, conf.points_1d)
-        line = read_surface(line_path)
+        lines.append(draw(1, span, conf.points_1d))
+        line = read_surface(lines[-1])
         centre = line["train_loss"][int(np.argmin(np.abs(line.x)))]
         basin = basin_edges(line.x, line["train_loss"], centre + conf.basin_rise)
         if not basin.censored or attempt == conf.widenings:
             break
         span *= 4
-    return line_path, draw(2, conf.span, conf.points_2d), basin, span
+    return lines, draw(2, conf.span, conf.points_2d), basin, span
 
 
 def _curvature(summary: RunSummary, source: ModelSource, conf: Settings, device, first: bool, stages: Stages):
@@ -333,12 +335,12 @@ def measure(source: ModelSource, conf: Settings, device, group: str, first: bool
     if conf.surface:
         stages("surfaces", f"{source.name}: 1D line ({conf.points_1d} points) and 2D plane ({conf.points_2d}x"
                            f"{conf.points_2d}) on at most {conf.surface_samples} examples per split")
-        line, plane, basin, span = surface_pair(source, out, conf, device, progress)
+        lines, plane, basin, span = surface_pair(source, out, conf, device, progress)
         summary.basin_width, summary.basin_span = basin.width, span
         if basin.censored:
             summary.censored.append("basin_width")
-        summary.surfaces = [p.relative_to(out).as_posix() for p in (line, plane)]
-        pair = (line, plane)
+        summary.surfaces = [p.relative_to(out).as_posix() for p in (lines[0], plane, *lines[1:])]
+        pair = (lines[0], plane)
     source.model.cpu()
     _say(progress, f"{source.name}: test acc {summary.test_acc:.2f}%  test loss {summary.test_loss:.4f}  gap "
                    f"{summary.gap:.2f}  min angle {summary.min_angle:.1f} deg  top eig {summary.top_eigenvalue:.4g}  "

@@ -1,7 +1,6 @@
 """Issue 17: conclusions a reviewer would accept, on six models trained in plain PyTorch
 (3 shared seeds x 2 settings) on 300 digits, through ``landscape diagnose --models-file``."""
 import json
-import math
 
 import numpy as np
 import pytest
@@ -90,8 +89,9 @@ def test_a_forced_censored_basin_width_is_a_bound_never_a_change(six):
     for run in summary["runs"]:
         assert run["censored"] == ["basin_width"]
         # the line was widened twice (x4 each) and the loss still never rose 1e6 nats
-        line = read_surface(six["out"] / run["surfaces"][0])
-        assert run["basin_span"] == pytest.approx(16.0) and line.x.max() == pytest.approx(16.0)
+        assert [read_surface(six["out"] / f).x.max() for f in run["surfaces"]] == pytest.approx([1, 1, 4, 16])
+        line = read_surface(six["out"] / run["surfaces"][-1])   # the ±1 line, the plane, then the wider lines
+        assert run["basin_span"] == pytest.approx(16.0)
         centre = line["train_loss"][int(np.argmin(np.abs(line.x)))]
         basin = basin_edges(line.x, line["train_loss"], centre + 1e6)
         assert basin.censored and run["basin_width"] == pytest.approx(basin.width) == pytest.approx(32.0)

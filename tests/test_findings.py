@@ -158,8 +158,11 @@ def test_unequal_train_loss_is_said_on_curvature_findings():
                          {"top_eigenvalue": "top Hessian eigenvalue", "min_angle": "minimal angle"})
     changed = next(s for s in text if "changed beyond noise" in s)
     eig = changed.split(";")[0]
-    assert "top Hessian eigenvalue +4" in eig and "at unequal train loss: train loss differ" in eig
+    assert "top Hessian eigenvalue +4" in eig and "at unequal train loss: train loss differs beyond noise" in eig
     assert "unequal" not in changed.split(";")[1]  # the angle is not a curvature measure
+    assert text[-1] == ("reg vs baseline: the curvature and sharpness comparisons (top Hessian eigenvalue) are at "
+                        "unequal train loss (train loss differs beyond noise): a sharper or flatter minimum may "
+                        "only reflect where training stopped.")
 
 
 def test_nonnegative_group_intervals_stay_above_zero():
