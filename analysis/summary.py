@@ -245,16 +245,22 @@ def layer_summaries(model: nn.Module) -> list[LayerSummary]:
     return out
 
 
-def geometry_note(model: nn.Module) -> str:
-    """Why filter geometry does not apply to ``model`` ("" when it does)."""
+UNREAD = (nn.RNNBase, nn.Embedding, nn.MultiheadAttention)  # weights the filter geometry does not read
+
+
+def geometry_notes(model: nn.Module) -> list[str]:
+    """Why filter geometry and weight spectra do not apply to (parts of) ``model``."""
     layers = named_layers(model)
+    unread = [f"{name} ({type(m).__name__})" for name, m in model.named_modules() if isinstance(m, UNREAD)]
+    notes = [f"filter geometry and weight spectra read Conv and Linear layers only; not covered: "
+             f"{', '.join(unread)}"] if unread else []
     if not layers:
-        return ("filter geometry does not apply: the model has no Conv or Linear layer (recurrent cells, "
-                "embeddings and attention projections other than Linear are not read as filters)")
+        return notes + ["filter geometry does not apply: the model has no Conv or Linear layer"]
     single = [name for name, w in layers if int(w.shape[0]) < 2]
     if len(single) == len(layers):
-        return "filter geometry does not apply: every Conv/Linear layer has a single filter (no angle)"
-    return f"left out of the filter geometry (a single filter, no angle): {', '.join(single)}" if single else ""
+        return notes + ["filter geometry does not apply: every Conv/Linear layer has a single filter (no angle)"]
+    return notes + ([f"left out of the filter geometry (a single filter, no angle): {', '.join(single)}"]
+                    if single else [])
 
 
 def _split_metrics(model: nn.Module, data, split: str, device, output=None) -> tuple[float, float]:
@@ -289,8 +295,7 @@ def summarize(source: ModelSource, settings: Settings, device="cpu", group: str 
                          test_acc, train_acc - test_acc, float(all_mins.min()), float(all_mins.mean()),
                          math.nan, math.nan, math.nan, math.nan, layers=layers,
                          samples_used=min(settings.samples, len(data.x_train)))
-    note = geometry_note(model)
-    summary.notes += [note] if note else []
+    summary.notes += geometry_notes(model)
     return summary
 
 
