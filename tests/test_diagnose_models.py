@@ -113,3 +113,41 @@ def test_diagnose_token_attention_with_dict_output_on_one_split(data, tmp_path):
     assert run["top_eigenvalue"] is not None or any("curvature not computed" in n for n in run["notes"])
     text = (out / "report.html").read_text()
     assert "Test accuracy: attention n/a (no such split)" in text
+
+
+def test_a_run_trained_on_a_one_split_npz_and_a_models_file_with_reg(data, tmp_path):
+    run = tmp_path / "run"
+    d = np.load(data / "rows.npz")
+    np.savez(tmp_path / "one.npz", x=d["x_train"], y=d["y_train"])
+    assert main(["train", "--model", "cnn", "--model-option", "channels=[4,8]", "--data", str(tmp_path / "one.npz"),
+                 "--epochs", "2", "--quiet", "--out", str(run)]) == 0
+    listing = tmp_path / "models.txt"
+    listing.write_text(f"--model cnn --model-option channels=[4,8] --checkpoint {run / 'model.pt'} "
+                       f"--data {tmp_path / 'one.npz'} --name said --seed 7 --reg mma --reg wd:1e-4\n")
+    out = tmp_path / "d"
+    assert main(["diagnose", str(run), "--models-file", str(listing), "--out", str(out), *SMALL]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    first, said = summary["runs"]
+    assert first["test_acc"] is None and first["epochs"] == 2 and first["basin_width"] is not None
+    assert said["regularizers"] == ["mma", "wd:1e-4"] and said["seed"] == 7
+    assert said["train_loss"] == pytest.approx(first["train_loss"], rel=1e-9)
+    drawn = [png for section in summary["sections"].values() for png, _ in section if png]
+    assert "learning_curves.png" in drawn and "compare_1d.png" in drawn
+
+
+def test_numbers_are_written_before_the_figures_and_a_failing_figure_loses_none(data, tmp_path, monkeypatch):
+    import analysis.report as report
+    from analysis.summary import from_checkpoint
+
+    def broken(*args, **kwargs):
+        raise ValueError("Data cannot be log-scaled because all values are <= 0.")
+
+    monkeypatch.setattr(report, "landscape_figures", broken)
+    model = from_checkpoint("test_diagnose_models:lstm", data / "lstm.pt", str(data / "rows.npz"))
+    page = report.diagnose(models=[model], out=tmp_path / "d", quick=True, samples=64, points_1d=5, points_2d=3,
+                           progress=False)
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["runs"][0]["test_acc"] is not None and summary["runs"][0]["basin_width"] is not None
+    (entry,) = summary["sections"]["Loss landscape"]
+    assert entry[0] is None and "the figure failed (ValueError: Data cannot be log-scaled" in entry[1]
+    assert "Not drawn: the figure failed" in page.read_text()
