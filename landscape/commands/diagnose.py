@@ -17,6 +17,7 @@ HELP = ("diagnose trained models: learning curves, filter angles, curvature and 
 
 
 def add_arguments(p) -> None:
+    """The flags of ``landscape diagnose``."""
     p.add_argument("runs", nargs="*", metavar="RUN_FOLDER", help="run folders written by `landscape train`")
     p.add_argument("--model", action="append", default=[], metavar="SPEC",
                    help="a model trained anywhere: registry name or package.module:factory (repeatable; "
@@ -152,6 +153,7 @@ def parse_groups(values) -> dict:
 
 
 def run(args) -> int:
+    """Load the models, diagnose them (:func:`analysis.report.diagnose`) and print the report's path."""
     from analysis.report import diagnose
     from analysis.summary import from_checkpoint
     from regularizers.evaluation import resolve_device
