@@ -35,7 +35,7 @@ from analysis.similarity import plot_cosine_matrices
 from analysis.spectrum import hessian_diagonal, plot_spectral_density, spectral_density
 from analysis.summary import (COSINE_THRESHOLD, FINDINGS_ORDER, GEOMETRY, LAYER_METRICS, QUICK,
                               TOP_METRICS, LayerSummary, ModelSource, RunSummary, Settings, add_curvature,
-                              basin_edges, basin_width, curvature_subset, findings_labels, from_checkpoint,
+                              basin_edges, check_inputs, basin_width, curvature_subset, findings_labels, from_checkpoint,
                               from_run, layer_summaries, make_groups, metric_label, run_metrics,
                               run_names, summarize)
 from analysis.weight_spectra import plot_weight_spectra, weight_spectra
@@ -410,6 +410,8 @@ def diagnose(runs: Sequence = (), out=None, surface: bool = True, *,
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
         raise ValueError(f"two models are named {duplicate!r}; give them distinct --name")
+    for s in sources:  # a shape or --output the model rejects: one line before any number is computed
+        check_inputs(s.model, s.data, s.config.get("model", s.name), conf.output)
     group_of, how = make_groups(sources, groups)
     if baseline is not None and baseline not in group_of:
         raise ValueError(f"--baseline {baseline!r} is not a group; groups: {', '.join(group_of)}")

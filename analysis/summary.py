@@ -213,16 +213,23 @@ def check_inputs(model: nn.Module, data, spec: str, output=None) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            logits = select_output(model(inputs), output)
+            outputs = model(inputs)
     except (RuntimeError, ValueError, IndexError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"model {spec} rejects the data's inputs of shape (N, {', '.join(map(str, inputs.shape[1:]))})"
                          f"; it expects {expected_input(model)} ({first})") from None
     finally:
         model.train(was_training)
-    if logits.dim() != 2 or logits.shape[1] < data.num_classes:
-        raise ValueError(f"model {spec} gives outputs of shape {tuple(logits.shape)} for 2 examples; the data has "
-                         f"{data.num_classes} classes, so (2, {data.num_classes}) was expected{label_hint(data)}")
+    try:
+        logits = select_output(outputs, output)
+    except (KeyError, IndexError, AttributeError, TypeError) as error:
+        raise ValueError(f"model {spec}: output {output!r} does not select its predictions from a "
+                         f"{type(outputs).__name__} ({type(error).__name__}: {error})") from None
+    if not torch.is_tensor(logits) or logits.dim() != 2 or logits.shape[0] != 2 or logits.shape[1] < data.num_classes:
+        shape = tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__
+        raise ValueError(f"model {spec} gives predictions of shape {shape} for 2 examples (output {output!r}); "
+                         f"the data has {data.num_classes} classes, so (2, {data.num_classes}) was expected"
+                         f"{label_hint(data)}")
 
 
 # ------------------------------------------------------------------------------------ measures

@@ -151,3 +151,13 @@ def test_numbers_are_written_before_the_figures_and_a_failing_figure_loses_none(
     (entry,) = summary["sections"]["Loss landscape"]
     assert entry[0] is None and "the figure failed (ValueError: Data cannot be log-scaled" in entry[1]
     assert "Not drawn: the figure failed" in page.read_text()
+
+
+@pytest.mark.parametrize("output, words", [("0", "predictions of shape (10,) for 2 examples (output 0)"),
+                                           ("logits", "output 'logits' does not select its predictions")])
+def test_an_output_that_does_not_select_predictions_is_one_line(data, tmp_path, capsys, output, words):
+    # a plain tensor output indexed by 0 would be the first example's logits: refused, not evaluated
+    assert main(["diagnose", "--model", "test_diagnose_models:lstm", "--checkpoint", str(data / "lstm.pt"),
+                 "--data", str(data / "rows.npz"), "--output", output, "--out", str(tmp_path / "d"), *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err
