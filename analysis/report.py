@@ -174,7 +174,7 @@ def hessian_figures(densities: Mapping[str, object], diagonals: Mapping[str, obj
     (``{group: SpectralDensity}``, ``{group: HessianDiagonal}``, ``{group: RunSummary}``);
     ``[(png name, caption)]``."""
     figures = []
-    where = (f"on the {conf.samples} curvature samples, "
+    where = (f"on the {conf.samples_used} curvature examples, "
              f"{'every parameter' if conf.params == 'all' else 'conv and linear weights'}")
     for group, density in densities.items():
         figures.append((_save(plot_spectral_density(density, title=f"{group}: Hessian spectral density"), out,
