@@ -114,7 +114,7 @@ def html_escaped(s):
 def test_explicit_groups_baseline_and_a_single_seed(runs, tmp_path):
     out = tmp_path / "diag"
     b, m = runs["baseline"], runs["mma"]
-    assert main(["diagnose", str(b[0]), str(m[0]), str(m[1]), "--out", str(out), *SMALL, "--no-surface", "--no-spectra",
+    assert main(["diagnose", "--out", str(out), *SMALL, "--no-surface", "--no-spectra",  # folders named by --group only
                  "--group", f"plain={b[0]}", "--group", f"angles={m[0]},{m[1]}", "--baseline", "angles"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["groups"] == {"plain": ["baseline-s0"], "angles": ["mma-s0", "mma-s1"]}

@@ -152,6 +152,17 @@ def parse_groups(values) -> dict:
     return groups
 
 
+def group_folders(groups: dict, runs, specs) -> list:
+    """Run folders named only in ``--group`` (not given positionally, not a model's name), in order."""
+    given = {str(Path(r)) for r in runs} | {s["name"] for s in specs if s["name"]}
+    extra = []
+    for members in groups.values():
+        for member in members:
+            if member not in given and member not in extra and Path(member).is_dir():
+                extra.append(member)
+    return extra
+
+
 def run(args) -> int:
     """Load the models, diagnose them (:func:`analysis.report.diagnose`) and print the report's path."""
     from analysis.report import diagnose
@@ -167,6 +178,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     groups = parse_groups(args.group)
     specs = model_specs(args)
+    args.runs = list(args.runs) + group_folders(groups, args.runs, specs)
     if not args.runs and not specs:
         raise ValueError("nothing to diagnose: give run folders or --model/--checkpoint/--data")
     models = [from_checkpoint(s["model"], s["checkpoint"], s["data"], name=s["name"] or None,
