@@ -236,6 +236,8 @@ def check_inputs(model: nn.Module, data, spec: str, output=None) -> None:
 def layer_summaries(model: nn.Module) -> list[LayerSummary]:
     """One :class:`LayerSummary` per Conv/Linear layer of ``model`` (alpha from
     :func:`analysis.weight_spectra.weight_spectra`, matched by the module of the weight)."""
+    if not named_layers(model):  # nothing to read as filters (geometry_notes says so)
+        return []
     ranks, norms = stable_ranks(model), filter_norms(model)
     spectra = {f"{r.name}.weight": r for r in weight_spectra(model)}
     out = []

@@ -161,3 +161,34 @@ def test_an_output_that_does_not_select_predictions_is_one_line(data, tmp_path, 
                  "--data", str(data / "rows.npz"), "--output", output, "--out", str(tmp_path / "d"), *SMALL]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err
+
+
+class Recurrent(nn.Module):
+    """No Conv or Linear layer at all: an RNN whose hidden size is the number of classes."""
+
+    def __init__(self, num_classes=10, in_channels=1):
+        super().__init__()
+        self.rnn = nn.RNN(8 * in_channels, num_classes, batch_first=True)
+
+    def forward(self, x):
+        out, _ = self.rnn(x.reshape(len(x), x.shape[-2], -1))
+        return out[:, -1]
+
+
+def recurrent(num_classes=10, in_channels=1):
+    return Recurrent(num_classes, in_channels)
+
+
+def test_a_model_without_conv_or_linear_layers_says_why(data, tmp_path):
+    torch.manual_seed(0)
+    torch.save(recurrent().state_dict(), tmp_path / "rnn.pt")
+    out = tmp_path / "d"
+    assert main(["diagnose", "--model", "test_diagnose_models:recurrent", "--checkpoint", str(tmp_path / "rnn.pt"),
+                 "--data", str(data / "rows.npz"), "--out", str(out), *SMALL]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (run,) = summary["runs"]
+    assert run["layers"] == [] and run["min_angle"] is None
+    assert run["notes"] == ["filter geometry and weight spectra read Conv and Linear layers only; not covered: "
+                            "rnn (RNN)", "filter geometry does not apply: the model has no Conv or Linear layer"]
+    assert summary["sections"]["Filter geometry"][0][1].startswith("Not drawn: no layer with two or more filters")
+    assert run["top_eigenvalue"] is not None
