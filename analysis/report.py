@@ -548,7 +548,7 @@ def comparison_rows(comparison: GroupComparison, metrics: Sequence[str], label) 
                 row.append("not compared (a value is a bound)")
                 continue
             row.append(("* " if d.changed else "") + stat_text(d.stat).replace(" run)", " run, no interval)")
-                       + (" (paired)" if d.paired else ""))
+                       + (" (paired)" if d.paired and math.isfinite(d.stat.mean) else ""))
         rows.append(row)
     return rows
 
