@@ -380,6 +380,21 @@ def conclude(summaries: Sequence[RunSummary], group_of: Mapping[str, Sequence[st
     return comparison, correlations, findings + notes
 
 
+def load_sources(folders: Sequence[Path], models: Sequence[ModelSource], conf: Settings) -> list[ModelSource]:
+    """Run folders and models trained elsewhere, named uniquely, each checked once on two
+    examples (a shape or ``output`` the model rejects is a one-line ValueError)."""
+    if not folders and not models:
+        raise ValueError("nothing to diagnose: give run folders or --model/--checkpoint/--data")
+    sources = [from_run(f, n) for f, n in zip(folders, run_names(folders))] + list(models)
+    names = [s.name for s in sources]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ValueError(f"two models are named {duplicate!r}; give them distinct --name")
+    for s in sources:
+        check_inputs(s.model, s.data, s.config.get("model", s.name), conf.output)
+    return sources
+
+
 def diagnose(runs: Sequence = (), out=None, surface: bool = True, *,
              models: Sequence[ModelSource] = (), groups: Mapping[str, Sequence[str]] | None = None,
              baseline: str | None = None, quick: bool = False, device="cpu", progress: bool = True,
@@ -403,15 +418,7 @@ def diagnose(runs: Sequence = (), out=None, surface: bool = True, *,
     """
     conf = make_settings(surface, quick, settings)
     folders = [Path(r) for r in runs]
-    if not folders and not models:
-        raise ValueError("nothing to diagnose: give run folders or --model/--checkpoint/--data")
-    sources = [from_run(f, n) for f, n in zip(folders, run_names(folders))] + list(models)
-    names = [s.name for s in sources]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate:
-        raise ValueError(f"two models are named {duplicate!r}; give them distinct --name")
-    for s in sources:  # a shape or --output the model rejects: one line before any number is computed
-        check_inputs(s.model, s.data, s.config.get("model", s.name), conf.output)
+    sources = load_sources(folders, models, conf)
     group_of, how = make_groups(sources, groups)
     if baseline is not None and baseline not in group_of:
         raise ValueError(f"--baseline {baseline!r} is not a group; groups: {', '.join(group_of)}")
@@ -429,6 +436,8 @@ def diagnose(runs: Sequence = (), out=None, surface: bool = True, *,
     conf.samples_used = min(s.samples_used for s in summaries)
     stages("statistics", "group statistics, differences against the baseline, rank correlations")
     comparison, correlations, findings = conclude(summaries, group_of, baseline, conf)
+    _say(progress, rule_text(comparison, conf).split(". ")[0].removeprefix("Rule: "))
+    _say(progress, findings[0])
     page = Page(out, conf, summaries, comparison, correlations, findings, how, group_of,
                 {s.name: s.files for s in sources})
     page.write()  # the numbers first: a failing figure below loses nothing

@@ -88,6 +88,7 @@ def test_diagnose_an_lstm_says_what_it_does_not_cover(data, tmp_path, capsys):
                  "--data", str(data / "rows.npz"), "--out", str(out), *SMALL[:-1]]) == 0
     progress = capsys.readouterr().out
     assert "[1/6] measures: lstm" in progress and "[2/6] curvature: lstm" in progress and "[6/6] figures" in progress
+    assert "diagnose: Test accuracy: lstm " in progress
     summary = json.loads((out / "summary.json").read_text())
     (run,) = summary["runs"]
     assert [layer["name"] for layer in run["layers"]] == ["head.weight"]
