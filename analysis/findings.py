@@ -247,7 +247,7 @@ def rule_name(d: Difference) -> str:
 def describe_difference(d: Difference, label: str) -> str:
     """``"test accuracy (%) +1.2 (interval +0.3 to +2.1)"``, or without an interval."""
     if d.censored:
-        return f"{label} {_number(d.stat.mean)} (a value is only a lower bound: not compared)"
+        return f"{label} not compared (a value is only a lower bound, no difference is computed from bounds)"
     if d.changed is None:
         return f"{label} {_number(d.stat.mean)} (no interval)"
     return f"{label} {_number(d.stat.mean)} (interval {_number(d.stat.low)} to {_number(d.stat.high)})"
