@@ -17,6 +17,15 @@ the one minimizing the Kolmogorov-Smirnov distance between the tail's empirical 
 fitted one, ``P(x) = 1 - (x / xmin)^(1 - alpha)``. The standard error of alpha is
 ``(alpha - 1) / sqrt(n)`` (CSN eq. 3.2). Martin & Mahoney read alpha in about [2, 6] as a
 well-trained layer and alpha < 2 as a very heavy tail (strong correlations, possible overfit).
+
+A layer's alpha is reported (:attr:`WeightSpectrum.alpha`) only when it means something:
+the ESD has at least ``min_eigenvalues`` (default 50, WeightWatcher's minimum) eigenvalues, and
+the spectrum has a tail to fit. A layer has *no power-law tail* (a poor fit, flagged in
+:attr:`WeightSpectrum.note`, alpha NaN) when its largest eigenvalue stays within ``MP_SLACK``
+times the Marchenko-Pastur bulk edge ``s2 (1 + sqrt(M / N))^2`` of a random matrix of the same
+shape and mean eigenvalue ``s2`` (the ESD of a Gaussian matrix ends there), or when the fitted
+alpha exceeds ``ALPHA_MAX`` = 6, where WeightWatcher reads the layer as random-like
+(under-trained) and the fit as no heavy tail.
 """
 from __future__ import annotations
 
@@ -31,6 +40,9 @@ from matplotlib.figure import Figure
 from torch import nn
 
 LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+MIN_EIGENVALUES = 50  # WeightWatcher's default: fewer eigenvalues hold no tail to fit
+ALPHA_MAX = 6.0       # above it WeightWatcher reads no heavy tail (random-like layer)
+MP_SLACK = 1.1        # largest eigenvalue within 1.1x the Marchenko-Pastur edge: no tail
 
 
 @dataclass
@@ -52,16 +64,34 @@ class PowerLawFit:
 class WeightSpectrum:
     """The ESD of one layer: ``eigenvalues`` (M,) ascending of ``W^T W / normalization`` with
     ``W`` of ``shape`` (rows, cols), M = min(rows, cols), normalization = max(rows, cols),
-    and the power-law fit of its tail (``alpha`` and friends, NaN when not fitted)."""
+    and the power-law fit of its tail (``fit``, as fitted). ``note`` says why alpha is not
+    reported ("" when it is): too few eigenvalues, or no power-law tail (module docstring)."""
     name: str
     shape: tuple
     eigenvalues: np.ndarray
     normalization: int
     fit: PowerLawFit
+    note: str = ""
 
     @property
     def alpha(self) -> float:
-        return self.fit.alpha
+        """The tail exponent, NaN when :attr:`note` says it means nothing."""
+        return math.nan if self.note else self.fit.alpha
+
+
+def alpha_note(values: np.ndarray, shape: tuple, fit: PowerLawFit, min_eigenvalues: int = MIN_EIGENVALUES) -> str:
+    """Why the alpha of an ESD ``values`` of a ``shape`` matrix is not reported ("" when it is)."""
+    if len(values) < min_eigenvalues:
+        return f"not fitted: {len(values)} eigenvalues, fewer than {min_eigenvalues}"
+    if not fit.num_tail:
+        return "not fitted: no tail of positive eigenvalues"
+    edge = float(np.mean(values)) * (1 + math.sqrt(min(shape) / max(shape))) ** 2
+    if float(np.max(values)) <= MP_SLACK * edge:
+        return (f"no power-law tail: the largest eigenvalue is within {MP_SLACK:g}x the Marchenko-Pastur "
+                f"edge of a random matrix (fitted alpha {fit.alpha:.3g} is not a tail exponent)")
+    if fit.alpha > ALPHA_MAX:
+        return f"no power-law tail: fitted alpha {fit.alpha:.3g} > {ALPHA_MAX:g} (random-like layer)"
+    return ""
 
 
 _NO_FIT = PowerLawFit(math.nan, math.nan, math.nan, 0, math.nan)
@@ -122,16 +152,18 @@ def esd(weight: torch.Tensor) -> np.ndarray:
     return np.sort(torch.linalg.svdvals(w).numpy() ** 2 / max(w.shape))
 
 
-def weight_spectra(model: nn.Module, *, min_tail: int = 10) -> List[WeightSpectrum]:
+def weight_spectra(model: nn.Module, *, min_tail: int = 10,
+                   min_eigenvalues: int = MIN_EIGENVALUES) -> List[WeightSpectrum]:
     """The ESD and power-law tail exponent alpha of every conv and linear layer of ``model``.
 
     Args:
         model: any ``nn.Module``; only read.
         min_tail: passed to :func:`fit_power_law`; layers with fewer eigenvalues get NaN alpha.
+        min_eigenvalues: layers with fewer eigenvalues get no alpha (``note`` says so).
 
     Returns:
         One :class:`WeightSpectrum` per layer, in ``model.named_modules()`` order (``.name``,
-        ``.alpha``, ``.eigenvalues``, ``.fit``).
+        ``.alpha`` (NaN where ``.note`` says why), ``.eigenvalues``, ``.fit``).
 
     Raises:
         ValueError: the model has no conv or linear layer.
@@ -141,8 +173,9 @@ def weight_spectra(model: nn.Module, *, min_tail: int = 10) -> List[WeightSpectr
         if isinstance(module, LAYERS):
             w = layer_matrix(module.weight)
             values = esd(module.weight)
-            out.append(WeightSpectrum(name, tuple(w.shape), values, max(w.shape),
-                                      fit_power_law(values, min_tail=min_tail)))
+            fit = fit_power_law(values, min_tail=min_tail)
+            out.append(WeightSpectrum(name, tuple(w.shape), values, max(w.shape), fit,
+                                      alpha_note(values, tuple(w.shape), fit, min_eigenvalues)))
     if not out:
         raise ValueError("the model has no Conv1d/2d/3d or Linear layer to take a weight spectrum of")
     return out
@@ -178,7 +211,8 @@ def plot_weight_spectra(results: Sequence[WeightSpectrum], *, bins: int = 30,
             pdf = fit.num_tail / len(r.eigenvalues) * (fit.alpha - 1) / fit.xmin * (xs / fit.xmin) ** -fit.alpha
             ax.plot(xs, pdf, color="tab:red", lw=1.5, label=f"power law, xmin {fit.xmin:.3g}")
             ax.axvline(fit.xmin, color="tab:red", ls=":", lw=0.8)
-            label = f"alpha = {fit.alpha:.2f} +- {fit.alpha_stderr:.2f}"
+            label = (f"alpha = {fit.alpha:.2f} +- {fit.alpha_stderr:.2f}" if not r.note
+                     else r.note.split(":")[0])
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("eigenvalue of W^T W / N")

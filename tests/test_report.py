@@ -42,6 +42,12 @@ def t_interval(values):
     return v.mean(), v.mean() - half, v.mean() + half
 
 
+def log_t_interval(values):
+    v = np.asarray(values, float)
+    spread = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)) / v.mean()
+    return v.mean(), v.mean() * math.exp(-spread), v.mean() * math.exp(spread)
+
+
 def test_two_groups_of_three_seeds_intervals_and_difference(runs, tmp_path):
     out = tmp_path / "diag"
     folders = runs["baseline"] + runs["mma"]
@@ -67,17 +73,23 @@ def test_two_groups_of_three_seeds_intervals_and_difference(runs, tmp_path):
         for group in runs:
             values = [r[metric] for r in direct[group]]
             got = summary["stats"][metric][group]
-            assert (got["mean"], got["low"], got["high"]) == pytest.approx(t_interval(values), rel=1e-6, abs=1e-9)
+            bounded = metric in ("test_loss", "min_angle/features.0.weight")  # cannot be negative: log scale
+            interval = log_t_interval(values) if bounded else t_interval(values)
+            assert (got["mean"], got["low"], got["high"]) == pytest.approx(interval, rel=1e-6, abs=1e-9)
             assert got["n"] == 3
         mma, base = [r[metric] for r in direct["mma"]], [r[metric] for r in direct["baseline"]]
-        ci = stats.ttest_ind(mma, base, equal_var=False).confidence_interval(0.95)
+        ci = stats.ttest_rel(mma, base).confidence_interval(0.95)  # the groups share seeds 0, 1, 2: paired
         diff = summary["differences"][metric]["mma"]
+        assert diff["paired"] is True
         assert diff["stat"]["mean"] == pytest.approx(np.mean(mma) - np.mean(base), rel=1e-6, abs=1e-9)
         assert (diff["stat"]["low"], diff["stat"]["high"]) == pytest.approx((ci.low, ci.high), rel=1e-6)
         assert diff["changed"] == bool(ci.low > 0 or ci.high < 0)
 
     text = (out / "report.html").read_text()
     assert text.index("<h2>Findings</h2>") < text.index("<h2>Summary")
+    assert summary["findings"][0].startswith("Test accuracy: mma vs baseline: ")
+    assert "mma vs baseline: paired by seed" in text
+    assert [r["regularizers"] for r in summary["runs"]] == [[]] * 3 + [["mma"]] * 3
     assert "<th>mma - baseline</th>" in text and "<th>baseline (n=3)</th>" in text
     assert summary["findings"] and all(html_escaped(f) in text for f in summary["findings"])
     assert summary["findings"][-1].startswith("Across all 6 runs, Spearman rank correlation with test accuracy")
@@ -87,6 +99,7 @@ def test_two_groups_of_three_seeds_intervals_and_difference(runs, tmp_path):
     layers = summary["runs"][3]["layers"]
     assert [layer["alpha"] for layer in layers] == [alpha[layer["name"]] if math.isfinite(alpha[layer["name"]])
                                                     else None for layer in layers]
+    assert all(layer["alpha"] is None and "fewer than 50" in layer["alpha_note"] for layer in layers)
     assert all(math.isfinite(r["diagonal_sum"]) for r in summary["runs"])
     for png in ("learning_curves.png", "min_angles.png", "pairs_above.png", "cosine_first.png", "alpha.png",
                 "weight_spectra_mma.png", "spectral_density_baseline.png", "hessian_diagonal.png"):
@@ -101,12 +114,13 @@ def html_escaped(s):
 def test_explicit_groups_baseline_and_a_single_seed(runs, tmp_path):
     out = tmp_path / "diag"
     b, m = runs["baseline"], runs["mma"]
-    assert main(["diagnose", str(b[0]), str(m[0]), str(m[1]), "--out", str(out), *SMALL, "--no-surface", "--no-spectra",
+    assert main(["diagnose", "--out", str(out), *SMALL, "--no-surface", "--no-spectra",  # folders named by --group only
                  "--group", f"plain={b[0]}", "--group", f"angles={m[0]},{m[1]}", "--baseline", "angles"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["groups"] == {"plain": ["baseline-s0"], "angles": ["mma-s0", "mma-s1"]}
     assert summary["baseline"] == "angles"
-    assert summary["findings"][0].startswith("plain has a single run: no conclusion about noise can be drawn")
+    assert summary["findings"][0].startswith("Test accuracy: plain vs angles: ")
+    assert summary["findings"][2].startswith("plain has a single run: no conclusion about noise can be drawn")
     assert all(d["plain"]["changed"] is None for d in summary["differences"].values())
 
 
@@ -158,8 +172,9 @@ def test_run_folder_and_plain_pytorch_model(runs, tmp_path):
     with torch.no_grad():
         centre = F.cross_entropy(net(xs), ys).item()
     assert line["test_loss"][2] == pytest.approx(centre, rel=1e-5)
-    assert run["plain"]["basin_width"] == pytest.approx(
-        basin_width(line.x, line["train_loss"], line["train_loss"][2] + 1.0))
+    widest = read_surface(out / [*run["plain"]["surfaces"][:1], *run["plain"]["surfaces"][2:]][-1])
+    centre = widest["train_loss"][int(np.argmin(np.abs(widest.x)))]
+    assert run["plain"]["basin_width"] == pytest.approx(basin_width(widest.x, widest["train_loss"], centre + 1.0))
     text = (out / "report.html").read_text()
     assert "compare_1d.png" in text and "compare_train_loss_contour.png" in text
     assert 'href="summary.json"' in text and f'href="{run["plain"]["surfaces"][1]}"' in text
@@ -170,8 +185,9 @@ def test_run_folder_and_plain_pytorch_model(runs, tmp_path):
 def test_bad_input_is_a_one_line_error(runs, tmp_path, capsys):
     assert main(["diagnose", str(tmp_path / "missing")]) == 2
     assert "config.json is missing" in capsys.readouterr().err
-    assert main(["diagnose", str(tmp_path), "--points-2d", "1"]) == 2
-    assert "--points-2d must be at least 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["diagnose", str(tmp_path), "--points-2d", "1"])
+    assert "--points-2d: 1 is not >= 2" in capsys.readouterr().err
     assert main(["diagnose", "--model", "cnn", "--data", "digits"]) == 2
     assert "every --model needs its --checkpoint" in capsys.readouterr().err
     assert main(["diagnose", str(runs["baseline"][0]), "--group", "nonsense"]) == 2

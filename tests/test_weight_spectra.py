@@ -94,3 +94,19 @@ def test_esd_of_float32_conv_and_errors():
         weight_spectra(nn.Sequential(nn.ReLU()))
     with pytest.raises(ValueError, match="no weight spectra"):
         plot_weight_spectra([])
+
+
+def test_alpha_only_for_50_eigenvalues_and_a_real_tail():
+    torch.manual_seed(0)
+    small = nn.Linear(32, 10)                    # 10 eigenvalues: the whole spectrum would be "tail"
+    gauss = nn.Linear(300, 128, bias=False)      # a Gaussian matrix: Marchenko-Pastur, no power law
+    with torch.no_grad():
+        gauss.weight.normal_()
+    small_r, gauss_r = weight_spectra(nn.Sequential(small, nn.ReLU(), nn.Linear(10, 300), gauss))[::2]
+    assert math.isnan(small_r.alpha) and "10 eigenvalues, fewer than 50" in small_r.note
+    assert math.isfinite(gauss_r.fit.alpha) and math.isnan(gauss_r.alpha)   # fitted, but flagged
+    assert gauss_r.note.startswith("no power-law tail")
+    # the Marchenko-Pastur edge the flag uses, computed directly
+    lam = np.linalg.eigvalsh(gauss.weight.detach().double().numpy().T @ gauss.weight.detach().double().numpy() / 300)
+    edge = lam[-128:].mean() * (1 + math.sqrt(128 / 300)) ** 2
+    assert lam.max() <= 1.1 * edge

@@ -72,8 +72,10 @@ def add_arguments(p) -> None:
     p.add_argument("--directions", choices=("random", "hessian"), default="random",
                    help="random (filter-normalized, or toward --model_file2/3) or hessian: the top "
                         "Hessian eigenvectors at the model (unit length; eigenvalues kept in the file)")
-    p.add_argument("--hessian-samples", type=int, default=512,
-                   help="training examples (a seeded subset) for the Hessian directions")
+    p.add_argument("--hessian-samples", type=common.positive_int, default=None,
+                   help="training examples for the Hessian directions: a seeded subset of this many (default: "
+                        "all of them, the examples the surface's train loss uses, so the stored eigenvalue is "
+                        "the curvature of the drawn surface)")
     add_evaluation_arguments(p)
     p.add_argument("--mpi", action="store_true",
                    help="initialize MPI even when no launcher is detected (mpiexec and srun are)")
@@ -129,21 +131,21 @@ def recipes_from_args(args, ndim: int) -> list:
 
 def hessian_file(args, model, data, ndim: int, attrs: dict):
     """(Hessian directions, their file): an existing --dir_file as it is, a derived file reused
-    when made with the same settings, else the top-``ndim`` eigenvectors on a seeded subset of
-    --hessian-samples training examples, saved with their eigenvalues."""
+    when made with the same settings, else the top-``ndim`` eigenvectors on every training example
+    (the surface's train data; a seeded subset of --hessian-samples when given), saved with their
+    eigenvalues."""
     from analysis.hessian_directions import hessian_directions
     from landscape.files import keep_directions
     from regularizers.evaluation import seeded_subset
 
     if args.dir_type == "states":
         raise ValueError("Hessian directions move the parameters: use --dir_type weights")
-    if args.hessian_samples < 1:
-        raise ValueError(f"--hessian-samples must be positive, got {args.hessian_samples}")
-    settings = {**attrs, "hessian_samples": args.hessian_samples, "hessian_loss": args.loss_name}
+    samples = min(args.hessian_samples or len(data.x_train), len(data.x_train))
+    settings = {**attrs, "hessian_samples": samples, "hessian_loss": args.loss_name}
     stored = dict(settings)  # a new file's attributes: the settings, then the eigenvalues found
 
     def make():
-        subset = seeded_subset(data.x_train, data.y_train, args.hessian_samples, args.seed)
+        subset = seeded_subset(data.x_train, data.y_train, samples, args.seed)
         print(f"Hessian directions: top {ndim} eigenvectors on {len(subset[0])} training examples", flush=True)
         directions = hessian_directions(model, subset, k=ndim, seed=args.seed, loss=args.loss_name)
         stored["eigenvalues"] = directions.meta["eigenvalues"]
