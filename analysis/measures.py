@@ -270,6 +270,8 @@ def line_losses(model: nn.Module, inputs, targets, *, span: float = 1.0, points:
                 seed: int = 0) -> tuple:
     """Train loss along one filter-normalized random direction (Li et al. 2018): ``(x (points,),
     loss (points,))`` at ``w + x d`` for x in ``linspace(-span, span, points)``."""
+    if points < 3 or points % 2 == 0:
+        raise ValueError(f"points must be odd and at least 3 (the model is the middle point), got {points}")
     (direction,) = random_directions(model, ndim=1, seed=seed).axes
     names = [n for n, _ in model.named_parameters()]
     params = {n: p.detach() for n, p in model.named_parameters()}
