@@ -35,8 +35,8 @@ MEASURES = {
                            "log.prod.of.fro)"),
     "log_prod_spectral": ("log prod spectral", "sum over layers of 2 log ||W||_2; convolutions by the FFT of "
                           "Sedghi et al. 2019, arXiv 1805.10408 (Jiang et al. 2019, log.prod.of.spec)"),
-    "distance_from_init": ("distance from init", "||w - w0||_2 over all conv/linear weights (Jiang et al. "
-                           "2019, dist.init); NaN without an initial model"),
+    "distance_from_init": ("distance from init", "||w - w0||_2 over all conv/linear weights, BN folded into "
+                           "both (Jiang et al. 2019, dist.init); NaN without an initial model"),
     "path_norm": ("path norm", "sum over input-output paths of the product of squared weights: the output "
                   "sum of the squared-weight net on an all-ones input (Jiang et al. 2019, path.norm)"),
     "margin": ("10th-percentile margin", "10th percentile over training examples of f_y(x) - max_{j != y} "

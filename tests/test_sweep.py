@@ -156,3 +156,23 @@ def test_initial_model_is_the_training_start(tmp_path):
             assert torch.allclose(p, dict(initial.named_parameters())[name], atol=1e-9)
     other = dict(entries[1].initial.named_parameters())
     assert not torch.allclose(model.features[0].weight, other["features.0.weight"])
+
+
+def test_sweep_refuses_in_one_line(tmp_path):
+    done = landscape("sweep", "--out", tmp_path / "o", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().endswith("nothing to sweep: give run folders or --models-file")
+    done = landscape("sweep", "--models-file", tmp_path / "missing.txt", cwd=tmp_path)
+    assert done.returncode == 2 and "missing.txt does not exist" in done.stderr
+    done = landscape("sweep", "--points", "4", cwd=tmp_path)
+    assert done.returncode == 2 and "--points" in done.stderr and "not odd" in done.stderr
+
+
+def test_builtin_sweep_quick(tmp_path):
+    from landscape.cli import main
+
+    assert main(["figures", "generalization_measures", "--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "generalization_measures" / "sweep.json").read_text())
+    assert len(report["runs"]) == 14                                  # (baseline + 3 methods x 2) x 2 seeds
+    assert {r["hparams"]["regularizer"] for r in report["runs"]} == {"none", "mma", "norm", "wd"}
+    table = (tmp_path / "generalization_measures.md").read_text()
+    assert table.startswith("| measure | Psi |") and report["conclusion"] in table
