@@ -376,12 +376,12 @@ def table_text(ranking: Mapping[str, Ranking]) -> str:
 def markdown_table(ranking: Mapping[str, Ranking]) -> str:
     """The ranking as a Markdown table sorted by Psi (for READMEs)."""
     axes = sorted({a for r in ranking.values() for a in r.axes})
-    lines = ["| measure | Psi | robust | tau [95% interval] | " + " | ".join(f"psi: {a}" for a in axes) + " | tracks |",
-             "|---" * (5 + len(axes)) + "|"]
+    lines = ["| measure | Psi | robust | tau [95% interval] | " + " | ".join(f"psi: {a}" for a in axes)
+             + " | runs | tracks |", "|---" * (6 + len(axes)) + "|"]
     for m, r in ranking.items():
         cells = [MEASURES.get(m, (m,))[0], _number(r.psi, 2), _number(r.robust, 2),
                  f"{_number(r.tau, 2)} [{_number(r.low, 2)}, {_number(r.high, 2)}]",
-                 *[_number(r.axes.get(a), 2) for a in axes],
+                 *[_number(r.axes.get(a), 2) for a in axes], str(r.runs),
                  tracking(r) + (f" ({r.censored} censored)" if r.censored else "")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
