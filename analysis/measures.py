@@ -90,10 +90,12 @@ class MeasureSettings:
 
 @dataclass
 class Measures:
-    """``values``: measure name -> number; ``censored``: the names whose value is a lower bound."""
+    """``values``: measure name -> number; ``censored``: the names whose value is a lower bound;
+    ``notes``: why a value is NaN."""
 
     values: dict
     censored: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -309,15 +311,17 @@ def weight_distance(model: nn.Module, initial: nn.Module) -> float:
 
 
 def norm_measures(folded: nn.Module, inputs, targets, initial: nn.Module | None) -> dict:
-    """The norm, distance, path-norm and margin measures of a BN-folded model."""
+    """The norm, distance, path-norm and margin measures of a BN-folded model (path norm NaN when
+    a batch norm could not be folded: it does not follow a conv/linear layer)."""
     norms = layer_norms(folded, inputs[:1])
     frobenius = sum(2 * math.log(f) for _, f, _ in norms)
     spectral = sum(2 * math.log(s) for _, _, s in norms)
     margin = float(np.percentile(margins(folded, inputs, targets), 10))
     log_margin = 2 * math.log(margin) if margin > 0 else math.nan
+    unfolded = any(isinstance(m, NORMS) for m in folded.modules())      # a BN not after a conv/linear layer
     return {"log_prod_frobenius": frobenius, "log_prod_spectral": spectral,
             "distance_from_init": weight_distance(folded, initial) if initial is not None else math.nan,
-            "path_norm": path_norm(folded, tuple(inputs.shape[1:])), "margin": margin,
+            "path_norm": math.nan if unfolded else path_norm(folded, tuple(inputs.shape[1:])), "margin": margin,
             "log_spectral_over_margin": spectral - log_margin, "log_frobenius_over_margin": frobenius - log_margin}
 
 
@@ -346,5 +350,17 @@ def compute_measures(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     values.update(min_angle=min(layer.min_angle for layer in layers),
                   pairs_above=float(sum(layer.pairs_above for layer in layers)),
                   alpha=float(np.mean(alphas)) if alphas else math.nan)
-    return Measures({k: float(values[k]) for k in MEASURES}, ["basin_width"] if censored else [])
+    return Measures({k: float(values[k]) for k in MEASURES}, ["basin_width"] if censored else [], nan_notes(values))
+
+
+def nan_notes(values: dict) -> list:
+    """One sentence per NaN measure saying why it is undefined."""
+    why = {"distance_from_init": "no initial model", "path_norm": "a batch norm could not be folded",
+           "log_spectral_over_margin": "the 10th-percentile margin is <= 0",
+           "log_frobenius_over_margin": "the 10th-percentile margin is <= 0",
+           "pacbayes_sigma": "no sigma lowers the accuracy by the target drop (a model near chance)",
+           "pacbayes_mag_sigma": "no sigma lowers the accuracy by the target drop (a model near chance)",
+           "lambda_max": "curvature not computed", "hessian_trace": "curvature not computed",
+           "alpha": "no layer has enough eigenvalues for a power-law fit"}
+    return [f"{k}: {why.get(k, 'undefined')}" for k, v in values.items() if k in MEASURES and not math.isfinite(v)]
 

@@ -47,6 +47,7 @@ class SweepRun:
     censored: list = field(default_factory=list)
     train_acc: float = math.nan
     test_acc: float = math.nan
+    notes: list = field(default_factory=list)          # why a measure is NaN
 
 
 @dataclass
@@ -177,7 +178,7 @@ def measure_run(source, hparams: Mapping, seed, *, initial=None, settings: Measu
     measures = compute_measures(model, inputs.to(device), targets.to(device),
                                 initial=initial.to(device) if initial is not None else None, settings=settings)
     return SweepRun(source.name, dict(hparams), seed, train_acc - test_acc, measures.values, measures.censored,
-                    train_acc, test_acc)
+                    train_acc, test_acc, measures.notes)
 
 
 def sweep_json(runs: Sequence[SweepRun], ranking: Mapping[str, Ranking], sentence: str, settings) -> dict:
@@ -310,10 +311,11 @@ def render_html(runs: Sequence[SweepRun], ranking: Mapping[str, Ranking], senten
                  *[_number(r.axes.get(a)) for a in axes], f"{r.runs}{note}", tracking(r), esc(definition)]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     names = list(ranking)
-    run_head = "".join(f"<th>{esc(h)}</th>" for h in ["run", "hyperparameters", "seed", "gap (points)", *names])
+    run_head = "".join(f"<th>{esc(h)}</th>" for h in ["run", "hyperparameters", "seed", "gap (points)", *names, "notes"])
     run_rows = ["<tr>" + "".join(f"<td>{c}</td>" for c in [
         esc(r.name), esc(json.dumps(r.hparams)), r.seed, _number(r.gap),
-        *[_number(r.measures.get(m)) + ("&ge; (censored)" if m in r.censored else "") for m in names]]) + "</tr>"
+        *[_number(r.measures.get(m)) + ("&ge; (censored)" if m in r.censored else "") for m in names],
+        esc("; ".join(r.notes))]) + "</tr>"
         for r in runs]
     return ("<!doctype html><html><head><meta charset='utf-8'><title>Generalization measures</title>"
             "<style>body{font-family:sans-serif;max-width:1300px}table{border-collapse:collapse;font-size:12px}"

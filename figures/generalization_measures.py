@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = (473, "2026-12-05, 2 cores shared with 7 other agents, load average ~9")  # full run, `landscape figures generalization_measures`
+# full run, `landscape figures generalization_measures`
+MEASURED = (473, "2026-12-05, 2 cores shared with 7 other agents, load average ~9")
 
 COEFFICIENTS = {"mma": (0.01, 0.07, 0.5), "norm": (1e-3, 1e-2, 1e-1), "wd": (1e-3, 1e-2, 1e-1)}
 

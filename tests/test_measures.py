@@ -128,3 +128,14 @@ def test_compute_measures_on_a_tiny_cnn():
     same = compute_measures(model, inputs, targets, initial=model,
                             settings=MeasureSettings(probes=3, points=9, noise_draws=2, curvature=False))
     assert same.values["distance_from_init"] == 0.0 and math.isnan(same.values["lambda_max"])
+
+
+def test_a_batch_norm_that_cannot_be_folded_leaves_path_norm_undefined_and_says_so():
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.BatchNorm1d(8), nn.Linear(8, 3)).eval()
+    inputs = torch.randn(30, 1, 4, 4)
+    targets = net(inputs).argmax(1)
+    m = compute_measures(net, inputs, targets, settings=MeasureSettings(probes=2, points=5, noise_draws=2,
+                                                                        curvature=False))
+    assert math.isnan(m.values["path_norm"]) and "path_norm: a batch norm could not be folded" in m.notes
+    assert "distance_from_init: no initial model" in m.notes and math.isfinite(m.values["log_prod_spectral"])

@@ -137,6 +137,7 @@ def test_landscape_sweep_models_file(tiny_runs):
     report = json.loads((root / "file" / "sweep.json").read_text())
     assert [r["hparams"] for r in report["runs"]][:2] == [{"run": 0}, {"run": 1}]
     assert report["ranking"]["lambda_max"]["tau"] is None and report["runs"][0]["measures"]["distance_from_init"] is None
+    assert "distance_from_init: no initial model" in report["runs"][0]["notes"]
     bad = root / "bad.txt"
     bad.write_text(lines[0] + " --hparam oops\n")
     done = landscape("sweep", "--models-file", bad, "--out", root / "bad", *QUICK, cwd=root)
