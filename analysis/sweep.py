@@ -151,15 +151,18 @@ def tracking(r: Ranking) -> str:
 def conclusion(ranking: Mapping[str, Ranking], runs: int, confidence: float = 0.95) -> str:
     """One sentence: which measures track the gap over these runs and which do not."""
     kinds = {k: [m for m, r in ranking.items() if tracking(r) == k] for k in ("tracks", "inverse", "no", "unranked")}
-    name = ", ".join
-    parts = [f"over these {runs} runs, {name(kinds['tracks']) or 'no measure'} "
-             f"{'track' if len(kinds['tracks']) != 1 else 'tracks'} the generalization gap (the "
-             f"{confidence:.0%} bootstrap interval of Kendall's tau lies above 0)"]
+
+    def verb(names, one, many):
+        return f"{', '.join(names) or 'no measure'} {one if len(names) == 1 else many}"
+
+    parts = [f"over these {runs} runs, {verb(kinds['tracks'], 'tracks', 'track')} the generalization gap "
+             f"(the {confidence:.0%} bootstrap interval of Kendall's tau lies above 0)"]
     if kinds["inverse"]:
-        parts.append(f"{name(kinds['inverse'])} track it inversely (interval below 0)")
-    parts.append(f"{name(kinds['no']) or 'none'} do not (interval holds 0)")
+        parts.append(f"{verb(kinds['inverse'], 'tracks', 'track')} it inversely (interval below 0)")
+    if kinds["no"]:
+        parts.append(f"{verb(kinds['no'], 'does', 'do')} not (interval holds 0)")
     if kinds["unranked"]:
-        parts.append(f"{name(kinds['unranked'])} are not ranked (censored or undefined values)")
+        parts.append(f"{verb(kinds['unranked'], 'is', 'are')} not ranked (censored or undefined values)")
     text = "; ".join(parts) + "."
     return text[0].upper() + text[1:]
 

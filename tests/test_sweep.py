@@ -61,8 +61,8 @@ def test_tau_and_psi_on_a_known_ranking():
     assert set(list(table)[:2]) == {"same", "holes"} and list(table)[-1] == "basin"   # sorted by Psi
     sentence = conclusion(table, len(runs))
     tracks = sentence.split(" track the generalization gap")[0]
-    assert "same" in tracks and "holes" in tracks and "flip track it inversely" in sentence
-    assert "mixed do not" in sentence and "basin are not ranked" in sentence
+    assert "same" in tracks and "holes" in tracks and "flip tracks it inversely" in sentence
+    assert "mixed does not" in sentence and "basin is not ranked" in sentence
     assert math.isnan(kendall([1, 1], [0, 1]))
 
 
