@@ -33,8 +33,9 @@ NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 MEASURES = {
     "log_prod_frobenius": ("log prod Frobenius", "sum over layers of 2 log ||W||_F (Jiang et al. 2019, "
                            "log.prod.of.fro)"),
-    "log_prod_spectral": ("log prod spectral", "sum over layers of 2 log ||W||_2; convolutions by the FFT of "
-                          "Sedghi et al. 2019, arXiv 1805.10408 (Jiang et al. 2019, log.prod.of.spec)"),
+    "log_prod_spectral": ("log prod spectral", "sum over layers of 2 log ||W||_2; Conv2d layers by the FFT of "
+                          "Sedghi et al. 2019, arXiv 1805.10408, others by power iteration (Jiang et al. 2019, "
+                          "log.prod.of.spec)"),
     "distance_from_init": ("distance from init", "||w - w0||_2 over all conv/linear weights, BN folded into "
                            "both (Jiang et al. 2019, dist.init); NaN without an initial model"),
     "path_norm": ("path norm", "sum over input-output paths of the product of squared weights: the output "
@@ -178,16 +179,18 @@ def conv_spectral_norm(weight: torch.Tensor, input_size, *, padding=0, circular:
 def layer_norms(model: nn.Module, example: torch.Tensor) -> list:
     """``[(name, Frobenius norm, spectral norm)]`` of each conv/linear layer of ``model``: the
     spectral norm of a Conv2d with groups 1 and dilation 1 by :func:`conv_spectral_norm` on its
-    input size, of anything else by :func:`spectral_norm` of the weight as a matrix."""
+    input size, of anything else (linear layers; other convolutions, as an approximation) by
+    :func:`spectral_norm` of the weight reshaped to ``(out, rest)``."""
     shapes, out = layer_inputs(model, example), []
     for name, module in model.named_modules():
         if not isinstance(module, LAYERS) or name not in shapes:
             continue
         w = module.weight
-        fft = (isinstance(module, nn.Conv2d) and module.groups == 1 and module.dilation == (1, 1)
-               and not isinstance(module.padding, str))
-        if fft:
-            spectral = conv_spectral_norm(w, shapes[name], padding=module.padding,
+        if isinstance(module, nn.Conv2d) and module.groups == 1 and module.dilation == (1, 1):
+            padding = module.padding
+            if isinstance(padding, str):           # "valid": none; "same": enough on each side
+                padding = (0, 0) if padding == "valid" else tuple(k // 2 for k in module.kernel_size)
+            spectral = conv_spectral_norm(w, shapes[name], padding=padding,
                                           circular=module.padding_mode == "circular")
         else:
             spectral = spectral_norm(w)

@@ -50,6 +50,13 @@ def test_layer_norms_of_a_circular_conv_layer():
     assert frob == pytest.approx(conv.weight.norm().item(), rel=1e-12)
 
 
+def test_same_padding_uses_the_padded_grid():
+    torch.manual_seed(7)
+    conv = nn.Conv2d(2, 3, 3, padding="same", bias=False)
+    (_, _, spec), = layer_norms(nn.Sequential(conv), torch.zeros(1, 2, 5, 5))
+    assert spec == pytest.approx(conv_spectral_norm(conv.weight, (5, 5), padding=1), rel=1e-12)
+
+
 def test_power_iteration_equals_svd():
     m = torch.randn(7, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     assert spectral_norm(m) == pytest.approx(torch.linalg.svdvals(m)[0].item(), rel=1e-8)
