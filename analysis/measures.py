@@ -211,7 +211,8 @@ def path_norm(model: nn.Module, input_shape) -> float:
     with torch.no_grad():
         for p in squared.parameters():
             p.copy_(p ** 2 if p.dim() > 1 else torch.zeros_like(p))
-        return float(squared(torch.ones(1, *input_shape, dtype=torch.float64)).sum())
+        device = next(squared.parameters()).device
+        return float(squared(torch.ones(1, *input_shape, dtype=torch.float64, device=device)).sum())
 
 
 def margins(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:

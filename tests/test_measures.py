@@ -146,3 +146,23 @@ def test_a_batch_norm_that_cannot_be_folded_leaves_path_norm_undefined_and_says_
                                                                         curvature=False))
     assert math.isnan(m.values["path_norm"]) and "path_norm: a batch norm could not be folded" in m.notes
     assert "distance_from_init: no initial model" in m.notes and math.isfinite(m.values["log_prod_spectral"])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_measures_equal_cpu():
+    from regularizers.models import load_model
+
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.manual_seed(0)
+    initial = load_model("cnn", num_classes=3, in_channels=1, channels=[4, 6])
+    model = load_model("cnn", num_classes=3, in_channels=1, channels=[4, 6])
+    inputs = torch.randn(40, 1, 6, 6)
+    targets = model.eval()(inputs).argmax(1)
+    settings = MeasureSettings(probes=3, points=9, noise_draws=2)
+    cpu = compute_measures(model, inputs, targets, initial=initial, settings=settings).values
+    gpu = compute_measures(model.cuda(), inputs.cuda(), targets.cuda(), initial=initial.cuda(), settings=settings).values
+    for name in ("log_prod_frobenius", "log_prod_spectral", "distance_from_init", "path_norm", "margin",
+                 "min_angle", "pairs_above"):
+        assert gpu[name] == pytest.approx(cpu[name], rel=1e-4), name
+    assert all(math.isfinite(gpu[k]) == math.isfinite(cpu[k]) for k in MEASURES)
