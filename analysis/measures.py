@@ -216,7 +216,8 @@ def path_norm(model: nn.Module, input_shape) -> float:
 
 
 def margins(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
-    """``(n,)`` margins ``f_y(x) - max_{j != y} f_j(x)`` of the logits of ``model`` (eval mode)."""
+    """``(n,)`` output margins ``f_y(x) - max_{j != y} f_j(x)`` of the logits of ``model`` (eval
+    mode), the margin of Jiang et al. 2019 (arXiv 1912.02178), who take its 10th percentile."""
     with torch.no_grad():
         logits = model(inputs).double()
     true = logits.gather(1, targets.view(-1, 1)).squeeze(1)
@@ -303,7 +304,8 @@ def basin(model: nn.Module, inputs, targets, settings: MeasureSettings) -> tuple
 
 
 def weight_distance(model: nn.Module, initial: nn.Module) -> float:
-    """``||w - w0||_2`` over the conv/linear weights (matched by module name) of two models."""
+    """``||w - w0||_2`` over the conv/linear weights (matched by module name) of two models: the
+    distance from initialization of Jiang et al. 2019 (dist.init, arXiv 1912.02178)."""
     first = dict(initial.named_modules())
     total = 0.0
     for name, module in model.named_modules():
