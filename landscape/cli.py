@@ -18,7 +18,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("train", "surface", "plot", "interpolate", "trajectory", "diagnose", "figures", "demo")
+COMMANDS = ("train", "surface", "plot", "interpolate", "trajectory", "diagnose", "sweep", "figures", "demo")
 # What a rerun does after Ctrl-C (files are written atomically, so nothing is left half written).
 ON_INTERRUPT = {
     "train": "rerun the same command to resume after the last finished epoch",

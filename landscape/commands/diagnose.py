@@ -89,8 +89,9 @@ def _per_model(values: list, count: int, flag: str, default=None) -> list:
     raise ValueError(f"give {flag} once for all models or once per --model ({count}), got {len(values)}")
 
 
-def model_specs(args) -> list:
-    """``[dict(model, checkpoint, data, name, normalize)]`` from the flags and ``--models-file``."""
+def model_specs(args, line_options=None) -> list:
+    """``[dict(model, checkpoint, data, name, normalize)]`` from the flags and ``--models-file``;
+    ``line_options(parser)`` adds options a command accepts on models-file lines (e.g. sweep's)."""
     specs = []
     if args.models_file is not None:
         if not args.models_file.is_file():
@@ -103,6 +104,8 @@ def model_specs(args) -> list:
         line_parser.add_argument("--model-option", action="append", default=[])
         line_parser.add_argument("--seed", type=common.seed_int, default=None)
         line_parser.add_argument("--reg", action="append", default=None)
+        if line_options is not None:
+            line_options(line_parser)
         for number, line in enumerate(args.models_file.read_text().splitlines(), 1):
             words = shlex.split(line, comments=True)
             if not words:
