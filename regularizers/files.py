@@ -266,6 +266,24 @@ def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def check_finite(tensors, source) -> None:
+    """Refuse a state dict holding NaN or infinite weights (a diverged or damaged checkpoint).
+
+    Args:
+        tensors: a mapping of names to tensors (non-float and sparse entries are not checked).
+        source: what to name in the message, e.g. the checkpoint's path.
+
+    Raises:
+        ValueError: one line naming ``source``, the first bad tensor and its count of bad values.
+    """
+    for name, t in tensors.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.layout == torch.strided:
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise ValueError(f"{source}: {name} holds {bad} non-finite values (NaN or inf) of {t.numel()}; "
+                                 "a diverged or damaged checkpoint cannot be evaluated")
+
+
 # ----------------------------------------------------------------------------- processes
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of process ``pid`` (Linux ``/proc``), None where unknown."""

@@ -32,7 +32,8 @@ from torch import nn
 from .base import check_regularizers, defines
 from .data import Dataset, augment_crop_flip
 from .evaluation import evaluate, resolve_device
-from .files import RunLock, atomic_torch_save, atomic_write_json, file_sha256, remove_stale_temps, tensors_sha256
+from .files import (RunLock, atomic_torch_save, atomic_write_json, check_finite, file_sha256, remove_stale_temps,
+                    tensors_sha256)
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "objective", "seconds")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "cosine_restarts")
@@ -317,6 +318,7 @@ def _resume(out: Path, model: nn.Module, opt, scheduler, stopper, device) -> Opt
     needed = ("model", "optimizer", "epoch", "history")
     if not isinstance(state, dict) or any(key not in state for key in needed):
         raise ValueError(f"{path}: not a trainer checkpoint (a dict with {', '.join(needed)})")
+    check_finite(state["model"], path)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler"):
