@@ -32,8 +32,8 @@ from torch import nn
 from .base import check_regularizers, defines
 from .data import Dataset, augment_crop_flip
 from .evaluation import evaluate, resolve_device
-from .files import (RunLock, atomic_torch_save, atomic_write_json, check_finite, file_sha256, remove_stale_temps,
-                    tensors_sha256)
+from .files import (RunLock, atomic_torch_save, atomic_write_json, atomic_write_text, check_finite, file_sha256,
+                    remove_stale_temps, tensors_sha256)
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "objective", "seconds")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "cosine_restarts")
@@ -372,10 +372,27 @@ def _save_checkpoint(out: Path, model: nn.Module, opt, scheduler, stopper, *, ep
     """``out/checkpoints/epoch_NNN.pt`` (see CONTRACTS.md), then ``history.json``, both atomic."""
     atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                       "epoch": epoch, "history": history, "stopped": stopped,
+                       "epoch": epoch, "history": _history_tensors(history), "stopped": stopped,
                        "early_stopping": stopper.state_dict() if stopper else None},
                       out / "checkpoints" / f"epoch_{epoch:03d}.pt")
-    atomic_write_json(out / "history.json", history, indent=1)
+    _write_history(out, history)
+
+
+def _history_tensors(history: dict) -> dict:
+    """The history as a checkpoint stores it: one float64 (``epoch``: int64) tensor per key, exact
+    and fast to save (a list pickles element by element, which grows with every epoch)."""
+    return {k: torch.tensor(v, dtype=torch.int64 if k == "epoch" else torch.float64) for k, v in history.items()}
+
+
+def _history_lists(saved: dict) -> dict:
+    """:func:`_history_tensors` undone (checkpoints of older versions hold the lists)."""
+    return {k: v.tolist() if isinstance(v, torch.Tensor) else list(v) for k, v in saved.items()}
+
+
+def _write_history(out: Path, history: dict) -> None:
+    """``out/history.json``: one line per key (json's C encoder; an indented list is slow to write)."""
+    lines = [f" {json.dumps(key)}: {json.dumps(values)}" for key, values in history.items()]
+    atomic_write_text(out / "history.json", "{\n" + ",\n".join(lines) + "\n}")
 
 
 def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 128,
@@ -467,7 +484,7 @@ def _fit_epochs(model, data, opt, scheduler, stopper, regs, out: Optional[Path],
     epoch, stopped = 0, False
     state = _resume(out, model, opt, scheduler, stopper, device) if out is not None else None
     if state is not None:
-        history, epoch, stopped = state["history"], state["epoch"], state.get("stopped", False)
+        history, epoch, stopped = _history_lists(state["history"]), state["epoch"], state.get("stopped", False)
         if progress and (stopped or epoch >= epochs):
             print(f"reusing the trained run {out} (finished after epoch {epoch})", flush=True)
         elif progress:
@@ -518,7 +535,7 @@ def _fit_epochs(model, data, opt, scheduler, stopper, regs, out: Optional[Path],
             reg.finish(model)
     if out is not None:
         atomic_torch_save(model.state_dict(), out / "model.pt")
-        atomic_write_json(out / "history.json", history, indent=1)
+        _write_history(out, history)
         if progress:
             print(f"wrote {out / 'model.pt'}, {out / 'history.json'} and "
                   f"{len(checkpoint_paths(out))} checkpoints", flush=True)
