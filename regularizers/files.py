@@ -281,7 +281,7 @@ def check_finite(tensors, source) -> None:
             bad = int((~torch.isfinite(t)).sum())
             if bad:
                 raise ValueError(f"{source}: {name} holds {bad} non-finite values (NaN or inf) of {t.numel()}; "
-                                 "a diverged or damaged checkpoint cannot be evaluated")
+                                 "refusing a diverged or damaged checkpoint")
 
 
 # ----------------------------------------------------------------------------- processes

@@ -5,6 +5,7 @@ payload never runs), Ctrl-C exits 130 with one line, and a closed output pipe ex
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -50,6 +51,15 @@ def root(tmp_path_factory):
     np.savez(root / "nan_pixel.npz", x=x, y=np.arange(40) % 2)
     (root / "junk.h5").write_bytes(b"not an hdf5 file" * 16)
     (root / "figures").mkdir()
+    np.savez(root / "one_class.npz", x=rng.random((40, 1, 8, 8), dtype=np.float32), y=np.zeros(40, int))
+    assert main(["surface", *[a.format(root=root) for a in SURFACE if not a.startswith("--y=")], "--surf_file",
+                 str(root / "inf_line.h5")]) == 0
+    with h5py.File(root / "inf_line.h5", "r+") as f:  # a diverged model: +inf loss everywhere
+        f["train_loss"][...] = np.inf
+        f["test_loss"][...] = np.inf
+    shutil.copy(root / "surface.h5", root / "inf_plane.h5")
+    with h5py.File(root / "inf_plane.h5", "r+") as f:
+        f["train_loss"][...] = np.inf
 
     state = torch.load(root / "run" / "model.pt", weights_only=True)
     marker = root / "PAYLOAD_RAN"
@@ -58,6 +68,13 @@ def root(tmp_path_factory):
     shutil.copy(root / "run" / "config.json", evil / "config.json")
     torch.save({**state, "payload": Payload(marker)}, evil / "model.pt")
     torch.save({"model": state, "payload": Payload(marker)}, evil / "checkpoints" / "epoch_001.pt")
+    diverged = root / "diverged"  # a run whose model.pt and last checkpoint hold a NaN weight
+    shutil.copytree(root / "run", diverged)
+    name = next(iter(state))
+    torch.save({**state, name: state[name].clone().fill_(math.nan)}, diverged / "model.pt")
+    checkpoint = torch.load(diverged / "checkpoints" / "epoch_001.pt", weights_only=True)
+    checkpoint["model"][name][0] = math.inf
+    torch.save(checkpoint, diverged / "checkpoints" / "epoch_001.pt")
     resumed = root / "resume"  # a run whose latest checkpoint carries the payload
     shutil.copytree(root / "run", resumed)
     checkpoint = torch.load(resumed / "checkpoints" / "epoch_001.pt", weights_only=True)
@@ -123,12 +140,60 @@ CASES = [
      "made with model='cnn', not 'mlp'", ["run"], None),
     ("train other data", ["train", *TRAIN, "--data-seed", "1", "--out", "{root}/run"],
      "data_seed=0, not 1", ["run"], None),
-    ("train lr nan", ["train", *TRAIN, "--lr", "nan", "--out", "{root}/run"], "lr must be", ["run"], None),
-    ("train lr inf", ["train", *TRAIN, "--lr", "inf", "--out", "{root}/run"], "lr must be", ["run"], None),
-    ("train momentum 2", ["train", *TRAIN, "--momentum", "2", "--out", "{root}/run"], "momentum must be in [0, 1)",
+    ("train lr nan", ["train", *TRAIN, "--lr", "nan", "--out", "{root}/run"],
+     "argument --lr: 'nan' is not a finite number", ["run"], None),
+    ("train lr inf", ["train", *TRAIN, "--lr", "inf", "--out", "{root}/run"],
+     "argument --lr: 'inf' is not a finite number", ["run"], None),
+    ("train momentum 2", ["train", *TRAIN, "--momentum", "2", "--out", "{root}/run"], "argument --momentum: 2 is not < 1",
      ["run"], None),
     ("train batch size 0", ["train", *TRAIN, "--batch-size", "0", "--out", "{root}/run"],
-     "batch_size must be an integer >= 1", ["run"], None),
+     "argument --batch-size: 0 is not >= 1", ["run"], None),
+    # issue 20, item 6: schedule options, seeds and fractions checked when parsed, the flag named
+    ("train gamma -1", ["train", *TRAIN, "--schedule", "step", "--gamma", "-1", "--out", "{root}/run"],
+     "argument --gamma: -1 is not > 0", ["run"], None),
+    ("train gamma 0", ["train", *TRAIN, "--schedule", "step", "--gamma", "0", "--out", "{root}/run"],
+     "argument --gamma: 0 is not > 0", ["run"], None),
+    ("train gamma 2", ["train", *TRAIN, "--schedule", "step", "--gamma", "2", "--out", "{root}/run"],
+     "argument --gamma: 2 is not <= 1", ["run"], None),
+    ("train step size 0", ["train", *TRAIN, "--schedule", "step", "--step-size", "0", "--out", "{root}/run"],
+     "argument --step-size: 0 is not >= 1", ["run"], None),
+    ("train step size -1", ["train", *TRAIN, "--schedule", "step", "--step-size", "-1", "--out", "{root}/run"],
+     "argument --step-size: -1 is not >= 1", ["run"], None),
+    ("train milestones -5 0", ["train", *TRAIN, "--schedule", "multistep", "--milestones", "-5", "0", "--out",
+                               "{root}/run"], "argument --milestones: -5 is not >= 1", ["run"], None),
+    ("train seed 1e23", ["train", *TRAIN, "--seed", "1e23", "--out", "{root}/run"],
+     "argument --seed: 1e23 is not <= 4294967295", ["run"], None),
+    ("train seed 0.5", ["train", *TRAIN, "--seed", "0.5", "--out", "{root}/run"],
+     "argument --seed: '0.5' is not an integer", ["run"], None),
+    ("train data seed -1", ["train", *TRAIN, "--data-seed", "-1", "--out", "{root}/run"],
+     "argument --data-seed: -1 is not >= 0", ["run"], None),
+    ("train test fraction 1.5", ["train", *TRAIN, "--test-fraction", "1.5", "--out", "{root}/run"],
+     "argument --test-fraction: 1.5 is not < 1", ["run"], None),
+    ("train epochs 0", ["train", *TRAIN, "--epochs", "0", "--out", "{root}/run"], "argument --epochs: 0 is not >= 1",
+     ["run"], None),
+    ("train single class", ["train", "--model", "mlp", "--data", "{root}/one_class.npz", "--out", "{root}/run",
+                            "--quiet"], "every training label is 0; a classifier needs examples of at least two",
+     ["run"], None),
+    ("train resumes a NaN checkpoint", ["train", *TRAIN, "--out", "{root}/diverged"],
+     "epoch_001.pt: features.0.weight holds 9 non-finite values (NaN or inf) of 36", ["diverged"], None),
+    ("surface data seed -1", ["surface", *SURFACE, "--data-seed", "-1", "--surf_file", "{root}/s.h5"],
+     "argument --data-seed: -1 is not >= 0", ["."], None),
+    ("surface NaN weights", ["surface", *SURFACE[2:], "--checkpoint", "{root}/diverged", "--surf_file",
+                             "{root}/nan.h5"], "non-finite values (NaN or inf)", ["."], None),
+    ("plot vmin above vmax", ["plot", "{root}/surface.h5", "--vmin", "5", "--vmax", "1", "--out", "{root}/figures"],
+     "--vmin 5 must be below --vmax 1", ["."], None),
+    ("plot vmin nan", ["plot", "{root}/surface.h5", "--vmin", "nan", "--out", "{root}/figures"],
+     "argument --vmin: 'nan' is not a finite number", ["."], None),
+    ("plot vlevel 0", ["plot", "{root}/surface.h5", "--vlevel", "0", "--out", "{root}/figures"],
+     "argument --vlevel: 0 is not > 0", ["."], None),
+    ("plot inf loss 1D", ["plot", "{root}/inf_line.h5", "--out", "{root}/figures"],
+     "train_loss has no finite value to plot", ["."], None),
+    ("plot inf loss 2D", ["plot", "{root}/inf_plane.h5", "--out", "{root}/figures"], "no valid values to plot",
+     ["."], None),
+    ("demo epochs 0", ["demo", "--epochs", "0", "--out", "{root}/demo"], "argument --epochs: 0 is not >= 1", ["."], None),
+    ("demo seed -1", ["demo", "--seed", "-1", "--out", "{root}/demo"], "argument --seed: -1 is not >= 0", ["."], None),
+    ("demo points 1", ["demo", "--points", "1", "--out", "{root}/demo"], "argument --points: 1 is not >= 3", ["."],
+     None),
     ("train negative coefficient", ["train", *TRAIN, "--reg", "mma:-1", "--out", "{root}/run"],
      "coefficient must be a finite number >= 0", ["run"], None),
     ("train bogus device", ["train", *TRAIN, "--device", "bogus", "--out", "{root}/run"], "bogus", ["run"], None),
