@@ -9,6 +9,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -311,3 +312,121 @@ def test_a_closed_output_pipe_exits_quietly(tmp_path):
     assert child.returncode == 141
     assert child.stderr.read() == ""
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+# ----------------------------------------------------------------------------- issue 20: the run's own data
+def _tiny_npz(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=rng.random((48, 1, 8, 8), dtype=np.float32), y=np.arange(48) % 3)
+
+
+@pytest.fixture
+def relative_run(tmp_path, monkeypatch):
+    """``proj/run`` trained from ``proj`` on ``--data data/mine.npz`` (relative); the current
+    folder is then ``elsewhere``, which holds other data under the same relative name."""
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    _tiny_npz(proj / "data" / "mine.npz", 0)
+    _tiny_npz(elsewhere / "data" / "mine.npz", 1)
+    monkeypatch.chdir(proj)
+    assert main(["train", "--model", "mlp", "--model-option", "hidden=[4]", "--data", "data/mine.npz", "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--out", "run"]) == 0
+    monkeypatch.chdir(elsewhere)
+    return proj / "run", elsewhere
+
+
+EVALUATIONS = {  # every command that rebuilds a run's data, writing into the current folder
+    "surface": ["surface", "--checkpoint", "{run}", "--x=-1:1:3", "--batch-size", "500", "--device", "cpu", "--quiet",
+                "--surf_file", "s.h5", "--dir_file", "d.h5"],
+    "interpolate": ["interpolate", "--checkpoint", "{run}", "--model_file2", "{run}/model.pt", "--x=0:1:3",
+                    "--batch-size", "500", "--device", "cpu", "--quiet", "--surf_file", "i.h5"],
+    "trajectory": ["trajectory", "{run}", "--out", "traj", "--batch-size", "500", "--device", "cpu", "--quiet"],
+    "diagnose": ["diagnose", "{run}", "--quick", "--no-surface", "--quiet", "--device", "cpu", "--out", "diag"],
+}
+
+
+def test_a_run_records_its_data_by_absolute_path_and_hash(relative_run):
+    run, _ = relative_run
+    config = json.loads((run / "config.json").read_text())
+    data = run.parent / "data" / "mine.npz"
+    assert config["data"] == str(data)
+    assert config["data_file_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+
+
+def test_a_run_evaluated_from_another_folder_uses_its_own_data(relative_run):
+    run, elsewhere = relative_run
+    assert main([a.format(run=run) for a in EVALUATIONS["surface"]]) == 0
+    from regularizers.models import load_model
+    model = load_model("mlp", num_classes=3, in_channels=1, checkpoint=run / "model.pt", hidden=[4]).eval()
+    with np.load(run.parent / "data" / "mine.npz") as z:
+        inputs, targets = torch.from_numpy(z["x"]), torch.from_numpy(z["y"])
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(inputs), targets).item()
+    with h5py.File(elsewhere / "s.h5", "r") as f:
+        assert f["train_loss"][1] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("command", list(EVALUATIONS))
+@pytest.mark.parametrize("case", ["older run with a relative path", "data file replaced"])
+def test_other_data_under_the_run_s_data_name_is_refused(relative_run, capfd, command, case):
+    run, elsewhere = relative_run
+    if case == "older run with a relative path":  # as written before paths were made absolute
+        config = json.loads((run / "config.json").read_text())
+        config["data"] = "data/mine.npz"
+        del config["data_file_sha256"]
+        (run / "config.json").write_text(json.dumps(config))
+        words = f"run {run} names its data by the relative path 'data/mine.npz'"
+    else:
+        _tiny_npz(run.parent / "data" / "mine.npz", 2)
+        words = f"{run.parent / 'data' / 'mine.npz'} is not the data run"
+    before = digest(run.parent), digest(elsewhere)
+    capfd.readouterr()
+    assert main([a.format(run=run) for a in EVALUATIONS[command]]) == 2
+    err = capfd.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and words in err, err
+    assert (digest(run.parent), digest(elsewhere)) == before
+
+
+def test_an_older_run_with_its_data_inside_the_run_folder_uses_that_file(relative_run):
+    run, elsewhere = relative_run
+    config = json.loads((run / "config.json").read_text())
+    config["data"] = "data/mine.npz"
+    del config["data_file_sha256"]
+    (run / "config.json").write_text(json.dumps(config))
+    shutil.copytree(run.parent / "data", run / "data")
+    from regularizers.train import load_run
+    _, data, _ = load_run(run)
+    with np.load(run.parent / "data" / "mine.npz") as z:
+        assert torch.equal(data.x_train, torch.from_numpy(z["x"]))
+
+
+# ----------------------------------------------------------------------------- issue 20: leftovers
+def test_temporaries_of_killed_writers_are_removed_by_the_next_command_writing_there(root, tmp_path):
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    host = socket.gethostname().replace(".", "_") or "localhost"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [figures / f".surface_train_loss_contour.png.{host}.{dead.pid}.tmp",  # what a killed plot leaves
+             figures / f".report.html.{host}.{dead.pid}.tmp"]                       # and a killed diagnose
+    live = figures / f".other.png.{host}.{os.getpid()}.tmp"  # a writer still running: kept
+    for path in stale + [live]:
+        path.write_bytes(b"partial")
+    assert main(["plot", str(root / "surface.h5"), "--kinds", "heatmap", "--out", str(figures)]) == 0
+    assert sorted(p.name for p in figures.iterdir()) == [live.name, "surface_train_loss_heatmap.png"]
+
+
+# ----------------------------------------------------------------------------- issue 20: full disk in any library
+def test_a_full_disk_reported_by_any_library_is_one_line_exit_2(monkeypatch, capfd, tmp_path):
+    from landscape.commands import plot as plot_command
+
+    def full(args):
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as err:
+            raise RuntimeError("Can't write data (file write failed)") from err  # as h5py and torch wrap it
+    monkeypatch.setattr(plot_command, "run", full)
+    capfd.readouterr()
+    assert main(["plot", str(tmp_path / "any.h5")]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("landscape plot: error: no space left on device") and len(err.strip().splitlines()) == 1, err
