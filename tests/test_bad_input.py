@@ -430,3 +430,15 @@ def test_a_full_disk_reported_by_any_library_is_one_line_exit_2(monkeypatch, cap
     assert main(["plot", str(tmp_path / "any.h5")]) == 2
     err = capfd.readouterr().err
     assert err.startswith("landscape plot: error: no space left on device") and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_run_s_data_named_by_another_path_is_checked_too(relative_run, capfd):
+    run, elsewhere = relative_run
+    _tiny_npz(run.parent / "data" / "mine.npz", 2)  # replaced in place after training
+    before = digest(elsewhere)
+    capfd.readouterr()
+    argv = [a.format(run=run) for a in EVALUATIONS["surface"]] + ["--data", "../proj/data/./mine.npz"]
+    assert main(argv) == 2
+    err = capfd.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is not the data run" in err, err
+    assert digest(elsewhere) == before

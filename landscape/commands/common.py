@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -98,10 +99,12 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 def data_config(args, config: Optional[dict] = None) -> dict:
     """The data settings (:data:`DATA_KEYS`) to evaluate on: those of the run folder ``config``
-    when ``--data`` is not given (or names the run's data), overridden by the flags given; for
+    when ``--data`` is not given (or names the run's data file, by any path), overridden by the
+    flags given, and checked against the run's data hash when they are the run's own; for
     other data, the flags given and otherwise the data as stored."""
     config = config or {}
-    own = bool(config) and args.data in (None, config.get("data"))
+    named = args.data if args.data in (None, "digits") else os.path.abspath(os.path.expanduser(args.data))
+    own = bool(config) and (args.data == config.get("data") or named in (None, config.get("data")))
     base = {k: config[k] for k in DATA_KEYS if k in config} if own else {"data": args.data or "digits",
                                                                             "normalize": "none"}
     for key in ("data_seed", "normalize", "test_fraction"):
