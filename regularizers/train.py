@@ -235,8 +235,14 @@ def check_data(model: nn.Module, data: Dataset, device=None) -> None:
                          "examples of at least two classes")
     was_training = model.training
     model.eval()
-    outputs = model(data.x_train[:1].to(device) if device is not None else data.x_train[:1]).shape[-1]
-    model.train(was_training)
+    try:
+        outputs = model(data.x_train[:1].to(device) if device is not None else data.x_train[:1]).shape[-1]
+    except (RuntimeError, IndexError, ValueError, TypeError) as err:  # e.g. image layers given flat inputs
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"the model cannot take the inputs of data {data.name!r} (one example of shape "
+                         f"{tuple(data.x_train.shape[1:])}, {data.x_train.dtype}): {reason}") from None
+    finally:
+        model.train(was_training)
     if outputs < data.num_classes:
         raise ValueError(f"the model has {outputs} outputs but data {data.name!r} has {data.num_classes} classes")
 

@@ -53,6 +53,7 @@ def root(tmp_path_factory):
     (root / "junk.h5").write_bytes(b"not an hdf5 file" * 16)
     (root / "figures").mkdir()
     np.savez(root / "one_class.npz", x=rng.random((40, 1, 8, 8), dtype=np.float32), y=np.zeros(40, int))
+    np.savez(root / "flat.npz", x=rng.random((40, 64), dtype=np.float32), y=np.arange(40) % 2)
     assert main(["surface", *[a.format(root=root) for a in SURFACE if not a.startswith("--y=")], "--surf_file",
                  str(root / "inf_line.h5")]) == 0
     with h5py.File(root / "inf_line.h5", "r+") as f:  # a diverged model: +inf loss everywhere
@@ -174,6 +175,9 @@ CASES = [
      ["run"], None),
     ("train single class", ["train", "--model", "mlp", "--data", "{root}/one_class.npz", "--out", "{root}/run",
                             "--quiet"], "every training label is 0; a classifier needs examples of at least two",
+     ["run"], None),
+    ("train cnn on flat inputs", ["train", "--model", "cnn", "--data", "{root}/flat.npz", "--out", "{root}/run",
+                                  "--quiet"], "the model cannot take the inputs of data 'flat' (one example of shape (64,)",
      ["run"], None),
     ("train resumes a NaN checkpoint", ["train", *TRAIN, "--out", "{root}/diverged"],
      "epoch_001.pt: features.0.weight holds 9 non-finite values (NaN or inf) of 36", ["diverged"], None),
