@@ -438,21 +438,20 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
     check_settings(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                    weight_decay=weight_decay, patience=patience, monitor=monitor,
                    val_fraction=val_fraction, eval_batch_size=eval_batch_size)
-    schedule_options = schedule_options_of(schedule_options)
     regs = check_regularizers(regularizers)
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     model.to(device)
     check_data(model, data, device)
     settings = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
                     nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
-                    schedule_options=schedule_options, augment=augment, patience=patience,
+                    schedule_options=schedule_options_of(schedule_options), augment=augment, patience=patience,
                     monitor=monitor, val_fraction=val_fraction if patience else None, seed=seed)
     wanted = _settings(config, model, data, **settings) if out is not None else None
     for reg in regs:
         if defines(reg, "prepare"):
             reg.prepare(model)
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay, nesterov)
-    scheduler = make_scheduler(opt, schedule, epochs, **schedule_options)
+    scheduler = make_scheduler(opt, schedule, epochs, **settings["schedule_options"])
     stopper = EarlyStopping(patience, monitor) if patience else None
     if out is None:
         return _fit_epochs(model, data, opt, scheduler, stopper, regs, None, device=device,
