@@ -47,7 +47,10 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default in (None, False, [], (), argparse.SUPPRESS) or not action.option_strings:
+        default = action.default  # 0 and 0.0 are shown: compare by identity, not ==
+        none = default is None or default is False or default is argparse.SUPPRESS or (
+            isinstance(default, (list, tuple)) and not default)
+        if "default" in text or none or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
 

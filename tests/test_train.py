@@ -306,3 +306,4 @@ def test_every_option_has_help_text(command):
     if command == "train":
         text = " ".join(sub.format_help().split())
         assert ":KEY=VALUE" in text and "number of training epochs (the maximum with --patience) (default: 10)" in text
+        assert "of training (default: 0)" in text and "weight decay coefficient (default: 0.0)" in text  # 0 is a default
