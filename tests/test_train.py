@@ -307,3 +307,10 @@ def test_every_option_has_help_text(command):
         text = " ".join(sub.format_help().split())
         assert ":KEY=VALUE" in text and "number of training epochs (the maximum with --patience) (default: 10)" in text
         assert "of training (default: 0)" in text and "weight decay coefficient (default: 0.0)" in text  # 0 is a default
+
+
+def test_the_command_s_schedules_are_the_trainer_s():
+    from landscape.commands import train as train_command
+    from regularizers import train
+
+    assert train_command.SCHEDULES == train.SCHEDULES
