@@ -7,13 +7,15 @@ The other commands refuse to start under an MPI launcher (N copies would write t
 
 Ordinary events never show a traceback: bad input (ValueError, FileNotFoundError, TypeError)
 and failed file access (PermissionError and other OSError) print one line on stderr and exit 2;
-a diverged computation (FloatingPointError) prints one line and exits 1; Ctrl-C prints one line
+a full disk is one line with exit 2 whatever library reports it, and so is a usage error; a
+diverged computation (FloatingPointError) prints one line and exits 1; Ctrl-C prints one line
 saying how to continue and exits 130; a closed output pipe (``landscape ... | head -1``) exits
 quietly with 141, the status of a process ended by SIGPIPE.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -45,13 +47,25 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default in (None, False, [], (), argparse.SUPPRESS) or not action.option_strings:
+        default = action.default  # 0 and 0.0 are shown: compare by identity, not ==
+        none = default is None or default is False or default is argparse.SUPPRESS or (
+            isinstance(default, (list, tuple)) and not default)
+        if "default" in text or none or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, ``landscape CMD: error: argument
+    --flag: reason``, with exit status 2 (argparse prints the usage too); subcommands inherit it."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``landscape`` parser, one subparser per available command module."""
+    parser = Parser(
         prog="landscape", description="Loss landscapes and regularization diagnostics for PyTorch models.",
         epilog="`landscape COMMAND --help` shows a command's options; `landscape demo` runs the main job.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -80,7 +94,10 @@ def main(argv=None) -> int:
     """
     from landscape.sharding import launched
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as err:  # --help (0) or a usage error (2), already printed
+        return err.code if isinstance(err.code, int) else EXIT_BAD_INPUT
     prefix = f"landscape {args.command}"
     try:
         if launched() and not args._mpi:
@@ -99,9 +116,27 @@ def main(argv=None) -> int:
     except FloatingPointError as err:
         print(f"{prefix}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_FAILED
-    except (ValueError, TypeError, OSError) as err:  # OSError covers FileNotFound, Permission
+    except (ValueError, TypeError, OSError) as err:  # OSError covers FileNotFound, Permission, a full disk
         print(f"{prefix}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as err:
+        if not full_disk(err):
+            raise
+        print(f"{prefix}: error: no space left on device ({one_line(err)}); free some space and rerun "
+              "the same command", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def full_disk(err: BaseException) -> bool:
+    """Whether ``err`` (or an error it was raised from) is a full disk (ENOSPC), as libraries
+    that wrap it in their own exception types (HDF5, torch) report it."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "no space left on device" in str(err).lower():
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ def _value_range(values: Sequence, vmin, vmax, log: bool) -> Tuple[float, float]
     valid = np.concatenate([masked(v, log).compressed() for v in arrays])
     if valid.size == 0:
         raise ValueError("no valid values to plot (all NaN, -1" + (", or <= 0 with log)" if log else ")"))
+    if vmin is not None and vmax is not None and not float(vmin) < float(vmax):
+        raise ValueError(f"vmin must be below vmax, got vmin {vmin:g} and vmax {vmax:g}")
     lo = float(valid.min()) if vmin is None else float(vmin)
     hi = float(valid.max()) if vmax is None else float(vmax)
     if log and lo <= 0:
@@ -84,8 +86,13 @@ def contour_levels(values, vmin=None, vmax=None, vlevel=None, log: bool = False,
             raise ValueError(f"vlevel {vlevel} gives no or over 1000 levels in [{lo:g}, {hi:g}]")
         steps = a + vlevel * np.arange(math.floor((b - a) / vlevel + 1e-9) + 1)
         return 10.0 ** steps if log else steps
-    if log:  # geometric, rounded to 2 significant digits for readable labels
-        return np.unique([float(f"{v:.2g}") for v in np.geomspace(lo, hi, n_levels)])
+    if log:  # geometric, rounded to the fewest significant digits (2 or more) that keep them apart
+        exact = np.geomspace(lo, hi, n_levels)
+        for digits in range(2, 17):
+            levels = np.unique([float(f"{v:.{digits}g}") for v in exact])
+            if levels.size == n_levels:
+                return levels
+        return exact
     levels = MaxNLocator(nbins=n_levels).tick_values(lo, hi)
     levels = levels[(levels >= lo - 1e-12 * abs(lo)) & (levels <= hi + 1e-12 * abs(hi))]
     return levels if levels.size >= 2 else np.linspace(lo, hi, n_levels)
@@ -134,6 +141,11 @@ def plot_1d(x, curves: Mapping, *, log: bool = False, title: Optional[str] = Non
     """
     x = np.asarray(x, dtype=float)
     runs = {"": curves} if all(np.ndim(v) == 1 for v in curves.values()) else dict(curves)
+    for run, series in runs.items():
+        for key, values in series.items():
+            if masked(values, log and key.endswith("loss")).count() == 0:
+                raise ValueError(f"{run + ' ' if run else ''}{key} has no finite value to plot (all NaN, inf, -1"
+                                 + (" or <= 0 on a log scale)" if log and key.endswith("loss") else ")"))
     fig = _new_figure(figsize=(6.4, 4.2))
     ax_loss = fig.add_subplot()
     ax_acc = None

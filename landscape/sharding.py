@@ -27,7 +27,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Callable, Optional
 
@@ -160,18 +162,30 @@ def guard(comm, prog: str = "landscape"):
     """End the whole job when this rank fails: a :class:`SharedError` exits quietly (status 2)
     on ranks other than 0 and is raised on rank 0; any other error is printed with the rank
     and ends the job with ``MPI_Abort(1)`` -- after telling rank 0 and waiting
-    :data:`GRACE_SECONDS` on other ranks. Without ``comm``, nothing changes."""
+    :data:`GRACE_SECONDS` on other ranks; Ctrl-C ends it with ``MPI_Abort(130)``, as a single
+    process exits. Without ``comm``, nothing changes."""
     if comm is None:
         yield
         return
     rank = comm.Get_rank()
+
+    def interrupted(signum, frame):  # Ctrl-C reaches every rank: rank 0 says it once, the job ends with 130
+        if rank == 0:
+            print(f"{prog}: interrupted; rerun the same command to compute only the missing points",
+                  file=sys.stderr, flush=True)
+        else:
+            time.sleep(GRACE_SECONDS)
+        comm.Abort(130)
+
+    # A handler, not KeyboardInterrupt: that can be raised where Python ignores it (a weakref callback).
+    before = signal.signal(signal.SIGINT, interrupted) if threading.current_thread() is threading.main_thread() else None
     try:
         yield
     except SharedError:
         if rank == 0:
             raise
         raise SystemExit(2) from None
-    except (Exception, KeyboardInterrupt) as err:
+    except Exception as err:
         print(f"{prog}: error: rank {rank}: {describe(err)}", file=sys.stderr, flush=True)
         if rank != 0:
             request = comm.isend(describe(err), dest=0, tag=_ERROR)
@@ -180,6 +194,9 @@ def guard(comm, prog: str = "landscape"):
                 request.Test()
                 time.sleep(0.05)
         comm.Abort(1)
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGINT, before)
 
 
 # ----------------------------------------------------------------------------- the point loop

@@ -22,8 +22,10 @@ from .directions import Directions, Source, as_vector, direction_names, pca_dire
 
 
 def checkpoint_paths(run_dir) -> List[Path]:
-    """``run_dir/checkpoints/epoch_*.pt`` in epoch order."""
-    paths = sorted(Path(run_dir, "checkpoints").glob("epoch_*.pt"))
+    """``run_dir/checkpoints/epoch_*.pt`` in epoch order (by number: 999 before 1000)."""
+    from regularizers import train
+
+    paths = train.checkpoint_paths(run_dir)
     if not paths:
         raise FileNotFoundError(f"{run_dir}: no checkpoints/epoch_*.pt files")
     return paths

@@ -5,7 +5,9 @@ content is written to a temporary file in the target's folder, flushed and fsync
 the target (``os.replace``, atomic on POSIX), and the folder is fsynced. A process killed at any
 instant leaves the old file or the new one, never a partial one; at worst a hidden temporary
 ``.NAME.HOST.PID.tmp`` stays behind, which :func:`remove_stale_temps` deletes once its process
-is gone (the trainer and the HDF5 store call it before they write).
+is gone (every atomic write calls it once per process and folder, the trainer and the HDF5 store
+before they write). A full disk (ENOSPC) is a one-line OSError naming the target file, which
+keeps its previous content.
 
 :class:`RunLock` keeps two processes from training into one run folder at once: a lock file
 ``FOLDER/.lock`` holding the owner's pid, host and process start time, created exclusively. A
@@ -30,7 +32,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import hashlib
+import io
 import json
 import os
 import signal
@@ -116,9 +120,11 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def _not_writable(path: Path, err: OSError) -> OSError:
-    """A one-line error of the same type naming the target (not the temporary name)."""
+    """A one-line error of the same type and errno naming the target (not the temporary name)."""
     reason = (err.strerror or str(err)).lower()
-    return type(err)(f"cannot write {path}: {reason}")
+    new = type(err)(f"cannot write {path}: {reason}")
+    new.errno = err.errno
+    return new
 
 
 @contextlib.contextmanager
@@ -138,6 +144,7 @@ def atomic_path(path) -> Iterator[Path]:
     """
     path = Path(path)
     tmp = temp_path(path)
+    _clean_once(path.parent)
     try:
         with open(tmp, "wb"):
             pass
@@ -152,12 +159,27 @@ def atomic_path(path) -> Iterator[Path]:
             os.fsync(f.fileno())
         kill_point("atomic:written")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            raise _not_writable(path, err) from None  # one line naming the file, not the temporary
         raise
     kill_point("atomic:replaced")
     _fsync_folder(path.parent)
+
+
+_cleaned: set = set()
+
+
+def _clean_once(folder: Path) -> None:
+    """:func:`remove_stale_temps` of ``folder`` the first time this process writes there, so
+    the next command writing into a folder removes what killed writers left (never twice)."""
+    key = os.path.abspath(folder)
+    if key not in _cleaned:
+        _cleaned.add(key)
+        with contextlib.suppress(OSError):
+            remove_stale_temps(folder)
 
 
 @contextlib.contextmanager
@@ -219,9 +241,9 @@ def atomic_torch_save(obj, path) -> Path:
     Returns:
         ``path`` as a :class:`pathlib.Path`.
     """
-    with atomic_open(path) as f:
-        torch.save(obj, f)
-    return Path(path)
+    buffer = io.BytesIO()  # serialized first: a failed write is then an OSError (e.g. ENOSPC), not torch's
+    torch.save(obj, buffer)
+    return atomic_write_bytes(path, buffer.getbuffer())
 
 
 # ----------------------------------------------------------------------------- hashes
@@ -242,6 +264,24 @@ def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
         digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
+
+
+def check_finite(tensors, source) -> None:
+    """Refuse a state dict holding NaN or infinite weights (a diverged or damaged checkpoint).
+
+    Args:
+        tensors: a mapping of names to tensors (non-float and sparse entries are not checked).
+        source: what to name in the message, e.g. the checkpoint's path.
+
+    Raises:
+        ValueError: one line naming ``source``, the first bad tensor and its count of bad values.
+    """
+    for name, t in tensors.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.layout == torch.strided:
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise ValueError(f"{source}: {name} holds {bad} non-finite values (NaN or inf) of {t.numel()}; "
+                                 "refusing a diverged or damaged checkpoint")
 
 
 # ----------------------------------------------------------------------------- processes

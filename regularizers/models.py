@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .files import check_finite
+
 
 def _he_init(model: nn.Module) -> None:
     """He-normal (fan-out) convolutions, unit/zero batch norms, zero linear biases."""
@@ -466,6 +468,7 @@ def read_state_dict(path) -> dict:
         raise ValueError(f"{path}: holds no state dict (a dict of tensors, or one under 'model')")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
+    check_finite(state, path)
     return state
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import time
 from dataclasses import dataclass, field
@@ -31,10 +32,13 @@ from torch import nn
 from .base import check_regularizers, defines
 from .data import Dataset, augment_crop_flip
 from .evaluation import evaluate, resolve_device
-from .files import RunLock, atomic_torch_save, atomic_write_json, remove_stale_temps, tensors_sha256
+from .files import (RunLock, atomic_torch_save, atomic_write_json, atomic_write_text, check_finite, file_sha256,
+                    remove_stale_temps, tensors_sha256)
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "objective", "seconds")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "cosine_restarts")
+# make_scheduler's options and their defaults; config.json records them all (train_run and the CLI alike)
+SCHEDULE_DEFAULTS = {"step_size": 30, "milestones": [], "gamma": 0.1, "t0": 10, "t_mult": 1}
 RUN_FILES = ("config.json", "history.json", "model.pt")
 SAVED_DATA = "data.pt"  # the data's tensors, when no spec names the data (see complete_config)
 
@@ -93,10 +97,39 @@ def make_optimizer(model: nn.Module, name: str = "sgd", lr: float = 0.1, momentu
     raise ValueError(f"unknown optimizer {name!r}; choose sgd, adam or adamw")
 
 
+def schedule_options_of(options: Optional[dict]) -> dict:
+    """``options`` with every :data:`SCHEDULE_DEFAULTS` key filled in, checked.
+
+    Raises:
+        ValueError: an unknown key, ``step_size``/``t0``/``t_mult`` not an integer >= 1, ``gamma``
+            not a finite number in (0, 1], ``milestones`` not integers >= 1 (one line naming it).
+    """
+    full = {**SCHEDULE_DEFAULTS, **(options or {})}
+    unknown = sorted(set(full) - set(SCHEDULE_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown schedule option(s) {', '.join(unknown)}; known: {', '.join(SCHEDULE_DEFAULTS)}")
+
+    def whole(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    for key in ("step_size", "t0", "t_mult"):
+        if not whole(full[key]):
+            raise ValueError(f"schedule option {key} must be an integer >= 1, got {full[key]!r}")
+    gamma = full["gamma"]
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not (math.isfinite(gamma) and 0 < gamma <= 1):
+        raise ValueError(f"schedule option gamma must be a finite number in (0, 1], got {gamma!r}")
+    milestones = list(full["milestones"])
+    if not all(whole(m) for m in milestones):
+        raise ValueError(f"schedule option milestones must be epochs >= 1, got {milestones!r}")
+    return {**full, "milestones": milestones}
+
+
 def make_scheduler(optimizer, name: str = "constant", epochs: int = 1, step_size: int = 30,
                    milestones: Sequence[int] = (), gamma: float = 0.1, t0: int = 10, t_mult: int = 1):
-    """A ``torch.optim.lr_scheduler`` stepped once per epoch (``constant``: none)."""
+    """A ``torch.optim.lr_scheduler`` stepped once per epoch (``constant``: none); the options
+    are checked by :func:`schedule_options_of`."""
     sched = torch.optim.lr_scheduler
+    schedule_options_of(dict(step_size=step_size, milestones=milestones, gamma=gamma, t0=t0, t_mult=t_mult))
     if name == "constant":
         return None
     if name == "step":
@@ -112,8 +145,25 @@ def make_scheduler(optimizer, name: str = "constant", epochs: int = 1, step_size
     raise ValueError(f"unknown LR schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
 
 
-def _checkpoints(out: Path) -> list:
-    return sorted((out / "checkpoints").glob("epoch_*.pt"))
+def checkpoint_epoch(path) -> Optional[int]:
+    """The epoch number of a checkpoint name ``epoch_NNN.pt`` (any number of digits), else None."""
+    stem = Path(path).name
+    digits = stem[len("epoch_"):-len(".pt")] if stem.startswith("epoch_") and stem.endswith(".pt") else ""
+    return int(digits) if digits.isdigit() else None
+
+
+def checkpoint_paths(run_dir) -> list:
+    """The checkpoints ``run_dir/checkpoints/epoch_N.pt`` sorted by epoch number (``epoch_1000.pt``
+    after ``epoch_999.pt``, unlike a sort by name); files of other names are left out.
+
+    Args:
+        run_dir: a run folder (see CONTRACTS.md); a missing ``checkpoints`` folder gives [].
+
+    Returns:
+        A list of :class:`pathlib.Path`, first epoch first.
+    """
+    found = [(checkpoint_epoch(p), p) for p in Path(run_dir, "checkpoints").glob("epoch_*.pt")]
+    return [p for epoch, p in sorted((e, p) for e, p in found if e is not None)]
 
 
 def _split_validation(data: Dataset, fraction: float, seed: int):
@@ -158,8 +208,8 @@ def check_settings(*, epochs: int, batch_size: int, lr: float, momentum: float, 
 @torch.no_grad()
 def check_data(model: nn.Module, data: Dataset, device=None) -> None:
     """Refuse data the model cannot be trained on, with a one-line ValueError: non-finite
-    inputs, labels outside ``[0, num_classes)``, or more classes than the model has outputs
-    (read from one forward pass in eval mode on one training example).
+    inputs, labels outside ``[0, num_classes)``, a single class in the training split, or more
+    classes than the model has outputs (read from one forward pass in eval mode on one example).
 
     Args:
         model: the classifier, on ``device``.
@@ -179,10 +229,20 @@ def check_data(model: nn.Module, data: Dataset, device=None) -> None:
         if outside:
             raise ValueError(f"data {data.name!r}: {outside} {split} labels outside 0..{data.num_classes - 1} "
                              f"(values {int(y.min())}..{int(y.max())})")
+    labels = torch.unique(data.y_train)
+    if len(labels) < 2:
+        raise ValueError(f"data {data.name!r}: every training label is {int(labels[0])}; a classifier needs "
+                         "examples of at least two classes")
     was_training = model.training
     model.eval()
-    outputs = model(data.x_train[:1].to(device) if device is not None else data.x_train[:1]).shape[-1]
-    model.train(was_training)
+    try:
+        outputs = model(data.x_train[:1].to(device) if device is not None else data.x_train[:1]).shape[-1]
+    except (RuntimeError, IndexError, ValueError, TypeError) as err:  # e.g. image layers given flat inputs
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"the model cannot take the inputs of data {data.name!r} (one example of shape "
+                         f"{tuple(data.x_train.shape[1:])}, {data.x_train.dtype}): {reason}") from None
+    finally:
+        model.train(was_training)
     if outputs < data.num_classes:
         raise ValueError(f"the model has {outputs} outputs but data {data.name!r} has {data.num_classes} classes")
 
@@ -200,6 +260,20 @@ def _differences(stored: dict, wanted: dict) -> list:
             for k in keys if stored.get(k, "unset") != wanted.get(k, "unset")]
 
 
+def _comparable(stored: dict, wanted: dict) -> dict:
+    """A stored config as today's version writes it: older runs recorded empty schedule options,
+    a data path as typed and no data hash; they are the same run when these match up."""
+    stored = dict(stored)
+    if isinstance(stored.get("schedule_options"), dict):
+        stored["schedule_options"] = {**SCHEDULE_DEFAULTS, **stored["schedule_options"]}
+    data, new = stored.get("data"), wanted.get("data")
+    if isinstance(data, str) and isinstance(new, str) and data != new and _absolute_spec(data) == new:
+        stored["data"] = new
+    if "data_file_sha256" not in stored and "data_file_sha256" in wanted:
+        stored["data_file_sha256"] = wanted["data_file_sha256"]
+    return stored
+
+
 def _bind_folder(out: Path, wanted: dict, *, overwrite: bool, resume: bool) -> None:
     """Make ``out`` a run folder of the settings ``wanted`` (the lock is held).
 
@@ -208,6 +282,7 @@ def _bind_folder(out: Path, wanted: dict, *, overwrite: bool, resume: bool) -> N
     is new or changed; a folder with the same settings is left as it is (and resumed)."""
     config_path = out / "config.json"
     stored = json.loads(config_path.read_text()) if config_path.is_file() else None
+    stored = _comparable(stored, wanted) if stored is not None else None
     present = [p.name for p in (out / "checkpoints").glob("epoch_*.pt")] + [
         name for name in RUN_FILES + (SAVED_DATA,) if (out / name).is_file()]
     if stored is None and present and not overwrite:
@@ -219,7 +294,7 @@ def _bind_folder(out: Path, wanted: dict, *, overwrite: bool, resume: bool) -> N
         raise ValueError(f"{out} was made with {'; '.join(differs[:3])}{more}: overwrite it "
                          "(--overwrite) or use another run folder")
     if differs or not resume or (stored is None and present):
-        for path in _checkpoints(out) + [out / name for name in RUN_FILES + (SAVED_DATA,)]:
+        for path in checkpoint_paths(out) + [out / name for name in RUN_FILES + (SAVED_DATA,)]:
             path.unlink(missing_ok=True)
         stored = None
     if stored is None:
@@ -230,7 +305,7 @@ def _resume(out: Path, model: nn.Module, opt, scheduler, stopper, device) -> Opt
     """Load the last checkpoint of ``out`` into model, optimizer, scheduler and early stopping;
     return it (``history``, ``epoch``, ``stopped``), or None when there is none. Checkpoints are
     read with ``weights_only=True``: a file holding code or other objects is refused."""
-    found = _checkpoints(out)
+    found = checkpoint_paths(out)
     if not found:
         return None
     path = found[-1]
@@ -249,6 +324,7 @@ def _resume(out: Path, model: nn.Module, opt, scheduler, stopper, device) -> Opt
     needed = ("model", "optimizer", "epoch", "history")
     if not isinstance(state, dict) or any(key not in state for key in needed):
         raise ValueError(f"{path}: not a trainer checkpoint (a dict with {', '.join(needed)})")
+    check_finite(state["model"], path)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler"):
@@ -302,10 +378,27 @@ def _save_checkpoint(out: Path, model: nn.Module, opt, scheduler, stopper, *, ep
     """``out/checkpoints/epoch_NNN.pt`` (see CONTRACTS.md), then ``history.json``, both atomic."""
     atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                       "epoch": epoch, "history": history, "stopped": stopped,
+                       "epoch": epoch, "history": _history_tensors(history), "stopped": stopped,
                        "early_stopping": stopper.state_dict() if stopper else None},
                       out / "checkpoints" / f"epoch_{epoch:03d}.pt")
-    atomic_write_json(out / "history.json", history, indent=1)
+    _write_history(out, history)
+
+
+def _history_tensors(history: dict) -> dict:
+    """The history as a checkpoint stores it: one float64 (``epoch``: int64) tensor per key, exact
+    and fast to save (a list pickles element by element, which grows with every epoch)."""
+    return {k: torch.tensor(v, dtype=torch.int64 if k == "epoch" else torch.float64) for k, v in history.items()}
+
+
+def _history_lists(saved: dict) -> dict:
+    """:func:`_history_tensors` undone (checkpoints of older versions hold the lists)."""
+    return {k: v.tolist() if isinstance(v, torch.Tensor) else list(v) for k, v in saved.items()}
+
+
+def _write_history(out: Path, history: dict) -> None:
+    """``out/history.json``: one line per key (json's C encoder; an indented list is slow to write)."""
+    lines = [f" {json.dumps(key)}: {json.dumps(values)}" for key, values in history.items()]
+    atomic_write_text(out / "history.json", "{\n" + ",\n".join(lines) + "\n}")
 
 
 def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 128,
@@ -351,14 +444,14 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
     check_data(model, data, device)
     settings = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
                     nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
-                    schedule_options=schedule_options or {}, augment=augment, patience=patience,
+                    schedule_options=schedule_options_of(schedule_options), augment=augment, patience=patience,
                     monitor=monitor, val_fraction=val_fraction if patience else None, seed=seed)
     wanted = _settings(config, model, data, **settings) if out is not None else None
     for reg in regs:
         if defines(reg, "prepare"):
             reg.prepare(model)
     opt = make_optimizer(model, optimizer, lr, momentum, weight_decay, nesterov)
-    scheduler = make_scheduler(opt, schedule, epochs, **(schedule_options or {}))
+    scheduler = make_scheduler(opt, schedule, epochs, **settings["schedule_options"])
     stopper = EarlyStopping(patience, monitor) if patience else None
     if out is None:
         return _fit_epochs(model, data, opt, scheduler, stopper, regs, None, device=device,
@@ -396,7 +489,7 @@ def _fit_epochs(model, data, opt, scheduler, stopper, regs, out: Optional[Path],
     epoch, stopped = 0, False
     state = _resume(out, model, opt, scheduler, stopper, device) if out is not None else None
     if state is not None:
-        history, epoch, stopped = state["history"], state["epoch"], state.get("stopped", False)
+        history, epoch, stopped = _history_lists(state["history"]), state["epoch"], state.get("stopped", False)
         if progress and (stopped or epoch >= epochs):
             print(f"reusing the trained run {out} (finished after epoch {epoch})", flush=True)
         elif progress:
@@ -447,32 +540,78 @@ def _fit_epochs(model, data, opt, scheduler, stopper, regs, out: Optional[Path],
             reg.finish(model)
     if out is not None:
         atomic_torch_save(model.state_dict(), out / "model.pt")
-        atomic_write_json(out / "history.json", history, indent=1)
+        _write_history(out, history)
         if progress:
             print(f"wrote {out / 'model.pt'}, {out / 'history.json'} and "
-                  f"{len(_checkpoints(out))} checkpoints", flush=True)
+                  f"{len(checkpoint_paths(out))} checkpoints", flush=True)
     return FitResult(history=history, best_epoch=best_epoch, stopped_early=stopped, out=out)
 
 
-def data_from_config(config: dict) -> Dataset:
+def data_from_config(config: dict, run_dir=None) -> Dataset:
     """The data set a run folder's config names: ``data``, ``data_seed``, ``normalize``,
     ``test_fraction`` and ``corrupt`` (``KIND[:P]``, a memorization variant of
     :func:`regularizers.data.corrupt`). Configs written before ``normalize`` was recorded were
-    trained on standardized data with a 75/25 split of ``x, y`` files, and are read so."""
+    trained on standardized data with a 75/25 split of ``x, y`` files, and are read so.
+
+    With ``data_file_sha256`` in ``config`` the file (or folder) read must have that hash
+    (:func:`data_file_sha256`), else a one-line ValueError names it and the run. A relative data
+    path (written by older versions) is looked up in ``run_dir``; it is refused when not there,
+    since the current folder may hold another file of that name.
+    """
     from .data import corrupt, load_data
 
     seed = config.get("data_seed", 0)
     legacy = "normalize" not in config
-    spec = config.get("data", "digits")
+    spec = _run_data_path(config.get("data", "digits"), run_dir)
     test_fraction = config.get("test_fraction")
     if legacy and spec != "digits" and str(spec).endswith(".npz"):
         test_fraction = _legacy_test_fraction(spec)
+    expected = config.get("data_file_sha256")
+    if expected and data_file_sha256(spec) != expected:
+        raise ValueError(f"{spec} is not the data {'run ' + str(run_dir) if run_dir else 'the run'} was trained on: "
+                         f"sha256 {data_file_sha256(spec)[:12]}..., recorded {expected[:12]}... for {config['data']} "
+                         "(the file changed or was replaced)")
     data = load_data(spec, seed=seed, normalize="standardize" if legacy else config["normalize"],
                      test_fraction=test_fraction)
     if config.get("corrupt"):
         kind, _, p = config["corrupt"].partition(":")
         data = corrupt(data, kind, p=float(p) if p else 1.0, seed=seed)
     return data
+
+
+def _absolute_spec(spec: str) -> str:
+    """A data spec with its path made absolute (``digits`` stays as it is)."""
+    return spec if spec == "digits" else os.path.abspath(os.path.expanduser(spec))
+
+
+def _run_data_path(spec: str, run_dir) -> str:
+    """The data path a run's config names, a relative one looked up in ``run_dir`` (see
+    :func:`data_from_config`); without ``run_dir`` the spec as given."""
+    if run_dir is None or spec in ("digits", SAVED_DATA) or os.path.isabs(os.path.expanduser(spec)):
+        return spec
+    inside = Path(run_dir) / spec
+    if inside.exists():
+        return str(inside)
+    raise ValueError(f"run {run_dir} names its data by the relative path {spec!r} (an older run), which is not in "
+                     "the run folder: the file of that name here may be other data; give the data file by an "
+                     "absolute --data path (with the run's --normalize and --test-fraction)")
+
+
+def data_file_sha256(spec: str) -> Optional[str]:
+    """Hex SHA-256 of the data a spec reads: the bytes of a file; for a folder (CIFAR, MNIST, or
+    one holding them) the names and sizes of its files, in name order (reading every byte of a
+    large data folder at each evaluation would be slow); None for the embedded ``digits``."""
+    import hashlib
+
+    if spec == "digits":
+        return None
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path)}\0{item.stat().st_size}\0".encode())
+    return digest.hexdigest()
 
 
 def _legacy_test_fraction(spec: str) -> Optional[float]:
@@ -530,7 +669,7 @@ def load_run(out):
     if not config_path.is_file():
         raise FileNotFoundError(f"{out} is not a run folder: config.json is missing")
     config = json.loads(config_path.read_text())
-    data = _saved_data(out, config) if config.get("data") == SAVED_DATA else data_from_config(config)
+    data = _saved_data(out, config) if config.get("data") == SAVED_DATA else data_from_config(config, out)
     model = load_model(config["model"], num_classes=data.num_classes, in_channels=data.in_channels,
                        checkpoint=out / "model.pt", **config.get("model_options", {}))
     history = json.loads((out / "history.json").read_text())
@@ -560,11 +699,13 @@ def train_run(out, *, model: str = "cnn", data: str = "digits", epochs: int = 10
 
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
-    settings = {"data": data, "data_seed": data_seed, "normalize": normalize, "test_fraction": test_fraction,
-                "corrupt": corrupt}
+    settings = {"data": _absolute_spec(data), "data_seed": data_seed, "normalize": normalize,
+                "test_fraction": test_fraction, "corrupt": corrupt}
     dataset = data_from_config(settings)
+    if data != "digits":
+        settings["data_file_sha256"] = data_file_sha256(settings["data"])
     options = dict(model_options or {})
-    schedule_options = dict(schedule_options or {})
+    schedule_options = schedule_options_of(schedule_options)
     torch.manual_seed(seed)
     net = load_model(model, num_classes=dataset.num_classes, in_channels=dataset.in_channels, **options)
     regs = [make_regularizer(spec) for spec in regularizers]

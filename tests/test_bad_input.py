@@ -5,9 +5,11 @@ payload never runs), Ctrl-C exits 130 with one line, and a closed output pipe ex
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +52,16 @@ def root(tmp_path_factory):
     np.savez(root / "nan_pixel.npz", x=x, y=np.arange(40) % 2)
     (root / "junk.h5").write_bytes(b"not an hdf5 file" * 16)
     (root / "figures").mkdir()
+    np.savez(root / "one_class.npz", x=rng.random((40, 1, 8, 8), dtype=np.float32), y=np.zeros(40, int))
+    np.savez(root / "flat.npz", x=rng.random((40, 64), dtype=np.float32), y=np.arange(40) % 2)
+    assert main(["surface", *[a.format(root=root) for a in SURFACE if not a.startswith("--y=")], "--surf_file",
+                 str(root / "inf_line.h5")]) == 0
+    with h5py.File(root / "inf_line.h5", "r+") as f:  # a diverged model: +inf loss everywhere
+        f["train_loss"][...] = np.inf
+        f["test_loss"][...] = np.inf
+    shutil.copy(root / "surface.h5", root / "inf_plane.h5")
+    with h5py.File(root / "inf_plane.h5", "r+") as f:
+        f["train_loss"][...] = np.inf
 
     state = torch.load(root / "run" / "model.pt", weights_only=True)
     marker = root / "PAYLOAD_RAN"
@@ -58,6 +70,13 @@ def root(tmp_path_factory):
     shutil.copy(root / "run" / "config.json", evil / "config.json")
     torch.save({**state, "payload": Payload(marker)}, evil / "model.pt")
     torch.save({"model": state, "payload": Payload(marker)}, evil / "checkpoints" / "epoch_001.pt")
+    diverged = root / "diverged"  # a run whose model.pt and last checkpoint hold a NaN weight
+    shutil.copytree(root / "run", diverged)
+    name = next(iter(state))
+    torch.save({**state, name: state[name].clone().fill_(math.nan)}, diverged / "model.pt")
+    checkpoint = torch.load(diverged / "checkpoints" / "epoch_001.pt", weights_only=True)
+    checkpoint["model"][name][0] = math.inf
+    torch.save(checkpoint, diverged / "checkpoints" / "epoch_001.pt")
     resumed = root / "resume"  # a run whose latest checkpoint carries the payload
     shutil.copytree(root / "run", resumed)
     checkpoint = torch.load(resumed / "checkpoints" / "epoch_001.pt", weights_only=True)
@@ -123,12 +142,63 @@ CASES = [
      "made with model='cnn', not 'mlp'", ["run"], None),
     ("train other data", ["train", *TRAIN, "--data-seed", "1", "--out", "{root}/run"],
      "data_seed=0, not 1", ["run"], None),
-    ("train lr nan", ["train", *TRAIN, "--lr", "nan", "--out", "{root}/run"], "lr must be", ["run"], None),
-    ("train lr inf", ["train", *TRAIN, "--lr", "inf", "--out", "{root}/run"], "lr must be", ["run"], None),
-    ("train momentum 2", ["train", *TRAIN, "--momentum", "2", "--out", "{root}/run"], "momentum must be in [0, 1)",
+    ("train lr nan", ["train", *TRAIN, "--lr", "nan", "--out", "{root}/run"],
+     "argument --lr: 'nan' is not a finite number", ["run"], None),
+    ("train lr inf", ["train", *TRAIN, "--lr", "inf", "--out", "{root}/run"],
+     "argument --lr: 'inf' is not a finite number", ["run"], None),
+    ("train momentum 2", ["train", *TRAIN, "--momentum", "2", "--out", "{root}/run"], "argument --momentum: 2 is not < 1",
      ["run"], None),
     ("train batch size 0", ["train", *TRAIN, "--batch-size", "0", "--out", "{root}/run"],
-     "batch_size must be an integer >= 1", ["run"], None),
+     "argument --batch-size: 0 is not >= 1", ["run"], None),
+    # issue 20, item 6: schedule options, seeds and fractions checked when parsed, the flag named
+    ("train gamma -1", ["train", *TRAIN, "--schedule", "step", "--gamma", "-1", "--out", "{root}/run"],
+     "argument --gamma: -1 is not > 0", ["run"], None),
+    ("train gamma 0", ["train", *TRAIN, "--schedule", "step", "--gamma", "0", "--out", "{root}/run"],
+     "argument --gamma: 0 is not > 0", ["run"], None),
+    ("train gamma 2", ["train", *TRAIN, "--schedule", "step", "--gamma", "2", "--out", "{root}/run"],
+     "argument --gamma: 2 is not <= 1", ["run"], None),
+    ("train step size 0", ["train", *TRAIN, "--schedule", "step", "--step-size", "0", "--out", "{root}/run"],
+     "argument --step-size: 0 is not >= 1", ["run"], None),
+    ("train step size -1", ["train", *TRAIN, "--schedule", "step", "--step-size", "-1", "--out", "{root}/run"],
+     "argument --step-size: -1 is not >= 1", ["run"], None),
+    ("train milestones -5 0", ["train", *TRAIN, "--schedule", "multistep", "--milestones", "-5", "0", "--out",
+                               "{root}/run"], "argument --milestones: -5 is not >= 1", ["run"], None),
+    ("train seed 1e23", ["train", *TRAIN, "--seed", "1e23", "--out", "{root}/run"],
+     "argument --seed: 1e23 is not <= 4294967295", ["run"], None),
+    ("train seed 0.5", ["train", *TRAIN, "--seed", "0.5", "--out", "{root}/run"],
+     "argument --seed: '0.5' is not an integer", ["run"], None),
+    ("train data seed -1", ["train", *TRAIN, "--data-seed", "-1", "--out", "{root}/run"],
+     "argument --data-seed: -1 is not >= 0", ["run"], None),
+    ("train test fraction 1.5", ["train", *TRAIN, "--test-fraction", "1.5", "--out", "{root}/run"],
+     "argument --test-fraction: 1.5 is not < 1", ["run"], None),
+    ("train epochs 0", ["train", *TRAIN, "--epochs", "0", "--out", "{root}/run"], "argument --epochs: 0 is not >= 1",
+     ["run"], None),
+    ("train single class", ["train", "--model", "mlp", "--data", "{root}/one_class.npz", "--out", "{root}/run",
+                            "--quiet"], "every training label is 0; a classifier needs examples of at least two",
+     ["run"], None),
+    ("train cnn on flat inputs", ["train", "--model", "cnn", "--data", "{root}/flat.npz", "--out", "{root}/run",
+                                  "--quiet"], "the model cannot take the inputs of data 'flat' (one example of shape (64,)",
+     ["run"], None),
+    ("train resumes a NaN checkpoint", ["train", *TRAIN, "--out", "{root}/diverged"],
+     "epoch_001.pt: features.0.weight holds 9 non-finite values (NaN or inf) of 36", ["diverged"], None),
+    ("surface data seed -1", ["surface", *SURFACE, "--data-seed", "-1", "--surf_file", "{root}/s.h5"],
+     "argument --data-seed: -1 is not >= 0", ["."], None),
+    ("surface NaN weights", ["surface", *SURFACE[2:], "--checkpoint", "{root}/diverged", "--surf_file",
+                             "{root}/nan.h5"], "non-finite values (NaN or inf)", ["."], None),
+    ("plot vmin above vmax", ["plot", "{root}/surface.h5", "--vmin", "5", "--vmax", "1", "--out", "{root}/figures"],
+     "--vmin 5 must be below --vmax 1", ["."], None),
+    ("plot vmin nan", ["plot", "{root}/surface.h5", "--vmin", "nan", "--out", "{root}/figures"],
+     "argument --vmin: 'nan' is not a finite number", ["."], None),
+    ("plot vlevel 0", ["plot", "{root}/surface.h5", "--vlevel", "0", "--out", "{root}/figures"],
+     "argument --vlevel: 0 is not > 0", ["."], None),
+    ("plot inf loss 1D", ["plot", "{root}/inf_line.h5", "--out", "{root}/figures"],
+     "train_loss has no finite value to plot", ["."], None),
+    ("plot inf loss 2D", ["plot", "{root}/inf_plane.h5", "--out", "{root}/figures"], "no valid values to plot",
+     ["."], None),
+    ("demo epochs 0", ["demo", "--epochs", "0", "--out", "{root}/demo"], "argument --epochs: 0 is not >= 1", ["."], None),
+    ("demo seed -1", ["demo", "--seed", "-1", "--out", "{root}/demo"], "argument --seed: -1 is not >= 0", ["."], None),
+    ("demo points 1", ["demo", "--points", "1", "--out", "{root}/demo"], "argument --points: 1 is not >= 3", ["."],
+     None),
     ("train negative coefficient", ["train", *TRAIN, "--reg", "mma:-1", "--out", "{root}/run"],
      "coefficient must be a finite number >= 0", ["run"], None),
     ("train bogus device", ["train", *TRAIN, "--device", "bogus", "--out", "{root}/run"], "bogus", ["run"], None),
@@ -246,3 +316,133 @@ def test_a_closed_output_pipe_exits_quietly(tmp_path):
     assert child.returncode == 141
     assert child.stderr.read() == ""
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+# ----------------------------------------------------------------------------- issue 20: the run's own data
+def _tiny_npz(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=rng.random((48, 1, 8, 8), dtype=np.float32), y=np.arange(48) % 3)
+
+
+@pytest.fixture
+def relative_run(tmp_path, monkeypatch):
+    """``proj/run`` trained from ``proj`` on ``--data data/mine.npz`` (relative); the current
+    folder is then ``elsewhere``, which holds other data under the same relative name."""
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    _tiny_npz(proj / "data" / "mine.npz", 0)
+    _tiny_npz(elsewhere / "data" / "mine.npz", 1)
+    monkeypatch.chdir(proj)
+    assert main(["train", "--model", "mlp", "--model-option", "hidden=[4]", "--data", "data/mine.npz", "--epochs", "1",
+                 "--device", "cpu", "--quiet", "--out", "run"]) == 0
+    monkeypatch.chdir(elsewhere)
+    return proj / "run", elsewhere
+
+
+EVALUATIONS = {  # every command that rebuilds a run's data, writing into the current folder
+    "surface": ["surface", "--checkpoint", "{run}", "--x=-1:1:3", "--batch-size", "500", "--device", "cpu", "--quiet",
+                "--surf_file", "s.h5", "--dir_file", "d.h5"],
+    "interpolate": ["interpolate", "--checkpoint", "{run}", "--model_file2", "{run}/model.pt", "--x=0:1:3",
+                    "--batch-size", "500", "--device", "cpu", "--quiet", "--surf_file", "i.h5"],
+    "trajectory": ["trajectory", "{run}", "--out", "traj", "--batch-size", "500", "--device", "cpu", "--quiet"],
+    "diagnose": ["diagnose", "{run}", "--quick", "--no-surface", "--quiet", "--device", "cpu", "--out", "diag"],
+}
+
+
+def test_a_run_records_its_data_by_absolute_path_and_hash(relative_run):
+    run, _ = relative_run
+    config = json.loads((run / "config.json").read_text())
+    data = run.parent / "data" / "mine.npz"
+    assert config["data"] == str(data)
+    assert config["data_file_sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+
+
+def test_a_run_evaluated_from_another_folder_uses_its_own_data(relative_run):
+    run, elsewhere = relative_run
+    assert main([a.format(run=run) for a in EVALUATIONS["surface"]]) == 0
+    from regularizers.models import load_model
+    model = load_model("mlp", num_classes=3, in_channels=1, checkpoint=run / "model.pt", hidden=[4]).eval()
+    with np.load(run.parent / "data" / "mine.npz") as z:
+        inputs, targets = torch.from_numpy(z["x"]), torch.from_numpy(z["y"])
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(inputs), targets).item()
+    with h5py.File(elsewhere / "s.h5", "r") as f:
+        assert f["train_loss"][1] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("command", list(EVALUATIONS))
+@pytest.mark.parametrize("case", ["older run with a relative path", "data file replaced"])
+def test_other_data_under_the_run_s_data_name_is_refused(relative_run, capfd, command, case):
+    run, elsewhere = relative_run
+    if case == "older run with a relative path":  # as written before paths were made absolute
+        config = json.loads((run / "config.json").read_text())
+        config["data"] = "data/mine.npz"
+        del config["data_file_sha256"]
+        (run / "config.json").write_text(json.dumps(config))
+        words = f"run {run} names its data by the relative path 'data/mine.npz'"
+    else:
+        _tiny_npz(run.parent / "data" / "mine.npz", 2)
+        words = f"{run.parent / 'data' / 'mine.npz'} is not the data run"
+    before = digest(run.parent), digest(elsewhere)
+    capfd.readouterr()
+    assert main([a.format(run=run) for a in EVALUATIONS[command]]) == 2
+    err = capfd.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and words in err, err
+    assert (digest(run.parent), digest(elsewhere)) == before
+
+
+def test_an_older_run_with_its_data_inside_the_run_folder_uses_that_file(relative_run):
+    run, elsewhere = relative_run
+    config = json.loads((run / "config.json").read_text())
+    config["data"] = "data/mine.npz"
+    del config["data_file_sha256"]
+    (run / "config.json").write_text(json.dumps(config))
+    shutil.copytree(run.parent / "data", run / "data")
+    from regularizers.train import load_run
+    _, data, _ = load_run(run)
+    with np.load(run.parent / "data" / "mine.npz") as z:
+        assert torch.equal(data.x_train, torch.from_numpy(z["x"]))
+
+
+# ----------------------------------------------------------------------------- issue 20: leftovers
+def test_temporaries_of_killed_writers_are_removed_by_the_next_command_writing_there(root, tmp_path):
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    host = socket.gethostname().replace(".", "_") or "localhost"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [figures / f".surface_train_loss_contour.png.{host}.{dead.pid}.tmp",  # what a killed plot leaves
+             figures / f".report.html.{host}.{dead.pid}.tmp"]                       # and a killed diagnose
+    live = figures / f".other.png.{host}.{os.getpid()}.tmp"  # a writer still running: kept
+    for path in stale + [live]:
+        path.write_bytes(b"partial")
+    assert main(["plot", str(root / "surface.h5"), "--kinds", "heatmap", "--out", str(figures)]) == 0
+    assert sorted(p.name for p in figures.iterdir()) == [live.name, "surface_train_loss_heatmap.png"]
+
+
+# ----------------------------------------------------------------------------- issue 20: full disk in any library
+def test_a_full_disk_reported_by_any_library_is_one_line_exit_2(monkeypatch, capfd, tmp_path):
+    from landscape.commands import plot as plot_command
+
+    def full(args):
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as err:
+            raise RuntimeError("Can't write data (file write failed)") from err  # as h5py and torch wrap it
+    monkeypatch.setattr(plot_command, "run", full)
+    capfd.readouterr()
+    assert main(["plot", str(tmp_path / "any.h5")]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("landscape plot: error: no space left on device") and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_run_s_data_named_by_another_path_is_checked_too(relative_run, capfd):
+    run, elsewhere = relative_run
+    _tiny_npz(run.parent / "data" / "mine.npz", 2)  # replaced in place after training
+    before = digest(elsewhere)
+    capfd.readouterr()
+    argv = [a.format(run=run) for a in EVALUATIONS["surface"]] + ["--data", "../proj/data/./mine.npz"]
+    assert main(argv) == 2
+    err = capfd.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is not the data run" in err, err
+    assert digest(elsewhere) == before

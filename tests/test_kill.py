@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -150,3 +151,80 @@ def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     with RunLock(tmp_path):
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------- issue 20: full disk, Ctrl-C under MPI
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (skipped where mounting is not allowed); yields its folder, unmounted after."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_during_training_is_one_line_and_the_run_resumes_once_space_is_back(small_disk, tmp_path, capfd):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tiny.npz", x=rng.random((12, 1, 8, 8), dtype=np.float32), y=np.arange(12) % 3)
+    train = ["train", "--model", "mlp", "--model-option", "hidden=[4]", "--data", str(tmp_path / "tiny.npz"),
+             "--epochs", "60", "--device", "cpu", "--quiet"]
+    assert main([*train, "--out", str(tmp_path / "reference")]) == 0
+    run = small_disk / "run"
+    capfd.readouterr()
+    assert main([*train, "--out", str(run)]) == 2  # 60 checkpoints need about 600 KiB
+    err = capfd.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("landscape train: error: cannot write ")
+    assert err.strip().endswith(": no space left on device"), err
+    saved = sorted((run / "checkpoints").iterdir())
+    last = torch.load(saved[-1], weights_only=True)  # the last complete checkpoint is readable
+    assert 0 < last["epoch"] < 60 and len(saved) == last["epoch"]
+    assert leftovers(small_disk) == []
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_disk)], check=True)  # space is back
+    assert main([*train, "--out", str(run)]) == 0
+    for name in ("model.pt", f"checkpoints/epoch_{last['epoch']:03d}.pt"):
+        got, want = (torch.load(d / name, weights_only=True) for d in (run, tmp_path / "reference"))
+        got, want = got.get("model", got), want.get("model", want)
+        assert all(torch.equal(got[k], want[k]) for k in want), name
+    history, expected = (json.loads((d / "history.json").read_text()) for d in (run, tmp_path / "reference"))
+    assert {k: v for k, v in history.items() if k != "seconds"} == {k: v for k, v in expected.items() if k != "seconds"}
+
+
+MPIEXEC = Path(sys.executable).with_name("mpiexec")
+
+
+@pytest.mark.skipif(not MPIEXEC.exists(), reason="needs mpiexec in the venv")
+def test_ctrl_c_under_mpi_exits_130_with_one_line(reference, tmp_path):
+    pytest.importorskip("mpi4py")
+    surf_file = tmp_path / "surf.h5"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [str(MPIEXEC), "-n", "2", LANDSCAPE, "surface", "--checkpoint", str(reference / "run"), "--x=-1:1:101",
+            "--y=-1:1:101", "--batch-size", "500", "--device", "cpu", "--quiet", "--surf_file", str(surf_file),
+            "--dir_file", str(tmp_path / "dir.h5")]
+    job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for _ in range(600):  # until points are being computed
+            if surf_file.exists() or job.poll() is not None:
+                break
+            time.sleep(0.1)
+        time.sleep(2.0)
+        job.send_signal(signal.SIGINT)
+        _, err = job.communicate(timeout=120)
+    finally:
+        job.kill()
+    assert job.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.startswith("landscape surface:")]
+    assert lines == ["landscape surface: interrupted; rerun the same command to compute only the missing points"], err
+    assert "Traceback" not in err
+    for _ in range(100):  # the aborted ranks may still be exiting, holding the file's lock
+        try:
+            with h5py.File(surf_file, "r") as f:  # readable, unfinished: a rerun computes the rest
+                done = int(f["done"][()].sum())
+            break
+        except BlockingIOError:
+            time.sleep(0.1)
+    assert 0 < done < 101 * 101

@@ -340,3 +340,31 @@ def test_gaps_note_counts_missing_and_nan_points(tmp_path):
     note = P.gaps_note(P.read_surface(write_surface(tmp_path / "gaps.h5", X1, Y1, train_loss=values)))
     assert note == (f"{tmp_path / 'gaps.h5'}: 4 of {values.size} points are not computed yet (rerun the same "
                     "`landscape surface` command to finish them); they are left blank")
+
+
+# ----------------------------------------------------------------------------- issue 20 item 5: nearly flat surfaces
+@pytest.mark.parametrize("log", [True, False])
+def test_a_nearly_flat_surface_is_plotted_with_distinct_levels(tmp_path, log):
+    flat = 1.389 + 0.011 * (bowl() - bowl().min()) / np.ptp(bowl())  # 1.389 .. 1.400
+    levels = P.contour_levels(flat, log=log)
+    assert levels.size >= 5 and np.all(np.diff(levels) > 0)  # two-digit rounding collapsed them to [1.4]
+    assert levels[0] >= 1.389 - 1e-9 and levels[-1] <= 1.400 + 1e-9
+    path = write_surface(tmp_path / "flat.h5", X1, Y1, train_loss=flat)
+    written = P.plot_surface_file(path, kinds=P.KINDS_2D, log=log)
+    assert [p.name for p in written] == [f"flat_train_loss_{kind}.png" for kind in P.KINDS_2D]
+    fig = P.plot_contour(X1, Y1, flat, log=log)
+    assert np.allclose(only(fig.axes[0].get_children(), ContourSet).levels, levels)
+
+
+def test_a_constant_surface_on_a_log_scale_gets_a_decade():
+    levels = P.contour_levels(np.full((4, 7), 1.39), log=True)
+    # rounded to 2 significant digits where that keeps the 15 levels apart
+    assert levels.size == 15 and np.all(np.diff(levels) > 0)
+    assert levels[0] == pytest.approx(1.39, rel=0.05) and levels[-1] == pytest.approx(13.9, rel=0.05)
+
+
+def test_refused_scales_and_values(tmp_path):
+    with pytest.raises(ValueError, match="vmin must be below vmax, got vmin 5 and vmax 1"):
+        P.plot_contour(X1, Y1, bowl(), vmin=5, vmax=1)
+    with pytest.raises(ValueError, match="train_loss has no finite value to plot"):
+        P.plot_1d(X1, {"train_loss": np.full(7, np.inf), "train_acc": np.full(7, 50.0)})

@@ -183,6 +183,11 @@ def test_a_folder_in_training_is_refused_and_a_dead_trainers_lock_is_taken_over(
     (dict(epochs=0), "epochs must be an integer >= 1, got 0"),
     (dict(weight_decay=-1.0), "weight_decay must be a finite number >= 0"),
     (dict(patience=0), "patience must be an integer >= 1"),
+    (dict(schedule="step", schedule_options={"gamma": -1}), r"schedule option gamma must be a finite number in \(0, 1\]"),
+    (dict(schedule="step", schedule_options={"gamma": 0}), "schedule option gamma must be"),
+    (dict(schedule="step", schedule_options={"step_size": 0}), "schedule option step_size must be an integer >= 1"),
+    (dict(schedule="multistep", schedule_options={"milestones": [-5, 0]}), "schedule option milestones must be"),
+    (dict(schedule_options={"step": 3}), "unknown schedule option"),
 ])
 def test_bad_settings_are_refused_before_anything_is_written(digits, tmp_path, settings, message):
     with pytest.raises(ValueError, match=message):
@@ -199,6 +204,8 @@ def test_bad_data_is_refused_before_anything_is_written(digits, tmp_path):
         (dataclasses.replace(digits, x_train=digits.x_train.clone().index_fill_(0, torch.tensor([0, 1]), float("nan"))),
          f"{2 * digits.x_train[0].numel()} non-finite input values in the train split"),
         (dataclasses.replace(digits, num_classes=12), "the model has 10 outputs but data 'digits' has 12 classes"),
+        (dataclasses.replace(digits, y_train=digits.y_train.clone().fill_(3)),
+         "every training label is 3; a classifier needs examples of at least two classes"),
     ]
     for data, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -214,3 +221,96 @@ def test_resume_refuses_a_checkpoint_that_is_not_plain_data(digits, tmp_path):
     (tmp_path / "checkpoints" / "epoch_002.pt").write_bytes(b"truncated")
     with pytest.raises(ValueError, match="epoch_002.pt: not a readable trainer checkpoint"):
         fit(small_cnn(digits), digits, epochs=1, batch_size=256, out=tmp_path, progress=False)
+
+
+# ----------------------------------------------------------------------------- issue 20 item 4, issue 21
+def digest(folder) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_run_of_1002_epochs_is_resumed_by_epoch_number_and_its_rerun_changes_nothing(tmp_path, monkeypatch):
+    import numpy as np
+
+    from landscape.trajectory import checkpoint_paths as trajectory_paths
+    from regularizers.train import checkpoint_paths, train_run
+
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # 3000 fsyncs of a loaded disk are not what is tested
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tiny.npz", x=rng.random((12, 1, 8, 8), dtype=np.float32), y=np.arange(12) % 3)
+    settings = dict(model="mlp", model_options={"hidden": [4]}, data=str(tmp_path / "tiny.npz"), epochs=1002,
+                    device="cpu", progress=False)
+    train_run(tmp_path / "run", **settings)
+    names = [p.name for p in checkpoint_paths(tmp_path / "run")]
+    assert len(names) == 1002 and names[:2] == ["epoch_001.pt", "epoch_002.pt"]
+    assert names[-4:] == ["epoch_999.pt", "epoch_1000.pt", "epoch_1001.pt", "epoch_1002.pt"]
+    assert [p.name for p in trajectory_paths(tmp_path / "run")] == names
+    before = digest(tmp_path / "run")
+    result = train_run(tmp_path / "run", **settings)  # found finished: nothing is trained again
+    assert digest(tmp_path / "run") == before
+    assert result.history["epoch"] == list(range(1, 1003))
+
+
+def test_checkpoint_paths_sort_by_epoch_number_and_skip_other_names(tmp_path):
+    from regularizers.train import checkpoint_paths
+
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("epoch_1000.pt", "epoch_999.pt", "epoch_10000.pt", "epoch_01.pt", "epoch_x.pt", "epoch_5.pt.bak"):
+        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    assert [p.name for p in checkpoint_paths(tmp_path)] == ["epoch_01.pt", "epoch_999.pt", "epoch_1000.pt",
+                                                           "epoch_10000.pt"]
+    assert checkpoint_paths(tmp_path / "nowhere") == []
+
+
+def test_train_run_and_the_command_write_the_same_config(tmp_path, monkeypatch):
+    from regularizers.train import train_run
+
+    monkeypatch.chdir(tmp_path)
+    common = ["--model", "mlp", "--model-option", "hidden=[4]", "--epochs", "1", "--batch-size", "256", "--device",
+              "cpu", "--quiet"]
+    assert main(["train", *common, "--out", "cli"]) == 0
+    train_run("py", model="mlp", model_options={"hidden": [4]}, epochs=1, batch_size=256, device="cpu",
+              progress=False)
+    assert (tmp_path / "py" / "config.json").read_text() == (tmp_path / "cli" / "config.json").read_text()
+    assert json.loads((tmp_path / "py" / "config.json").read_text())["schedule_options"] == {
+        "step_size": 30, "milestones": [], "gamma": 0.1, "t0": 10, "t_mult": 1}
+    # and each resumes the other's run: the settings are the same
+    train_run("cli", model="mlp", model_options={"hidden": [4]}, epochs=1, batch_size=256, device="cpu",
+              progress=False)
+    assert main(["train", *common, "--out", "py"]) == 0
+
+
+def test_an_older_run_with_empty_schedule_options_is_resumed(tmp_path):
+    from regularizers.train import train_run
+
+    settings = dict(model="mlp", model_options={"hidden": [4]}, epochs=1, batch_size=256, device="cpu",
+                    progress=False)
+    train_run(tmp_path, **settings)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "schedule_options": {}}))  # as older versions wrote
+    before = digest(tmp_path)
+    train_run(tmp_path, **settings)
+    assert digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["train", "plot", "demo"])
+def test_every_option_has_help_text(command):
+    from landscape.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    missing = [a.option_strings[0] for a in sub._actions if a.option_strings and not (a.help or "").strip()]
+    assert missing == []
+    if command == "train":
+        text = " ".join(sub.format_help().split())
+        assert ":KEY=VALUE" in text and "number of training epochs (the maximum with --patience) (default: 10)" in text
+        assert "of training (default: 0)" in text and "weight decay coefficient (default: 0.0)" in text  # 0 is a default
+
+
+def test_the_command_s_schedules_are_the_trainer_s():
+    from landscape.commands import train as train_command
+    from regularizers import train
+
+    assert train_command.SCHEDULES == train.SCHEDULES

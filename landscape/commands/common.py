@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -81,13 +82,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None,
                         help="'digits' (embedded), a .npz file, or a CIFAR/MNIST folder; "
                              "default: the run folder's config.json, else digits")
-    parser.add_argument("--data-seed", type=int, default=None,
+    parser.add_argument("--data-seed", type=seed_int, default=None,
                         help="seed of the digits split and of --test-fraction (default: the run's, else 0)")
     parser.add_argument("--normalize", default=None, metavar="none|standardize|MEAN,STD",
                         help="transform the inputs: none (as stored; uint8 scaled to [0, 1]), standardize "
                              "(per channel, training statistics) or MEAN,STD (k means then k stds); "
                              "default: the run folder's, else none")
-    parser.add_argument("--test-fraction", type=float, default=None,
+    parser.add_argument("--test-fraction", type=fraction, default=None,
                         help="split an x, y .npz file into train and test, seeded by --data-seed; "
                              "default: the run folder's, else one split (train)")
 
@@ -98,15 +99,19 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 def data_config(args, config: Optional[dict] = None) -> dict:
     """The data settings (:data:`DATA_KEYS`) to evaluate on: those of the run folder ``config``
-    when ``--data`` is not given (or names the run's data), overridden by the flags given; for
+    when ``--data`` is not given (or names the run's data file, by any path), overridden by the
+    flags given, and checked against the run's data hash when they are the run's own; for
     other data, the flags given and otherwise the data as stored."""
     config = config or {}
-    own = bool(config) and args.data in (None, config.get("data"))
+    named = args.data if args.data in (None, "digits") else os.path.abspath(os.path.expanduser(args.data))
+    own = bool(config) and (args.data == config.get("data") or named in (None, config.get("data")))
     base = {k: config[k] for k in DATA_KEYS if k in config} if own else {"data": args.data or "digits",
                                                                             "normalize": "none"}
     for key in ("data_seed", "normalize", "test_fraction"):
         if getattr(args, key, None) is not None:
             base[key] = getattr(args, key)
+    if own and "data_file_sha256" in config and all(base.get(k) == config.get(k) for k in DATA_KEYS):
+        base["data_file_sha256"] = config["data_file_sha256"]  # the run's own data: checked when read
     return base
 
 
@@ -123,15 +128,21 @@ def parse_options(pairs) -> dict:
     return options
 
 
-def run_config(checkpoint) -> dict:
-    """The ``config.json`` of the run folder a checkpoint belongs to ({} when there is none)."""
+def run_folder(checkpoint) -> Optional[Path]:
+    """The run folder (holding ``config.json``) a checkpoint or folder belongs to, else None."""
     if checkpoint is None:
-        return {}
+        return None
     path = Path(checkpoint)
     for folder in (path, path.parent, path.parent.parent):
         if (folder / "config.json").is_file() and folder.is_dir():
-            return json.loads((folder / "config.json").read_text())
-    return {}
+            return folder
+    return None
+
+
+def run_config(checkpoint) -> dict:
+    """The ``config.json`` of the run folder a checkpoint belongs to ({} when there is none)."""
+    folder = run_folder(checkpoint)
+    return json.loads((folder / "config.json").read_text()) if folder is not None else {}
 
 
 def checkpoint_file(checkpoint):
@@ -156,7 +167,9 @@ def model_and_data(args, checkpoint=None):
 
     checkpoint = checkpoint if checkpoint is not None else getattr(args, "checkpoint", None)
     config = run_config(checkpoint)
-    data = data_from_config(data_config(args, config))
+    settings = data_config(args, config)
+    own = bool(config) and settings.get("data") == config.get("data")
+    data = data_from_config(settings, run_folder(checkpoint) if own else None)
     spec = args.model or config.get("model")
     if spec is None:
         raise ValueError("no --model given and no run folder config.json next to the checkpoint")

@@ -16,11 +16,14 @@ RUNS = {"baseline": [], "mma": ["mma:0.07"]}  # name -> regularizers
 
 
 def add_arguments(p) -> None:
+    from .common import number, positive_int, seed_int
+
     p.add_argument("--out", default="runs/demo", help="folder for runs, surfaces and figures")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--points", type=int, default=31, help="2D grid points per side (1D: 2x-1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the directions")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--epochs", type=positive_int, default=15, help="training epochs of each of the two CNNs")
+    p.add_argument("--points", type=number(int, low=3, high=1001), default=31,
+                   help="2D grid points per side (1D: 2x-1), 3 to 1001")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the weights and the directions")
+    p.add_argument("--device", default="auto", help="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:1'")
 
 
 def train_runs(out: Path, epochs: int, seed: int, device: str) -> dict:
