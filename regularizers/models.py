@@ -23,7 +23,9 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
 import pickle
+import sys
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
@@ -409,21 +411,55 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **optio
     return factory(num_classes=num_classes, in_channels=in_channels, **options)
 
 
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` of an exception."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def import_module(module_name: str):
+    """Import ``module_name`` as ``python -m`` would: the current folder is importable (put first
+    on ``sys.path`` only when the module is not found without it). Any failure is a one-line ValueError."""
+    top = module_name.split(".")[0]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name != top:
+            raise ValueError(f"cannot import {module_name} ({first_line(err)})") from None
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == top:
+            raise ValueError(f"cannot import {module_name}: no module {top!r} in the current folder {os.getcwd()} "
+                             "or on sys.path (set PYTHONPATH to the folder holding it)") from None
+        raise ValueError(f"cannot import {module_name} ({first_line(err)})") from None
+
+
 def _import_model(spec: str, num_classes: int, in_channels: int, options: dict) -> nn.Module:
     """Call ``factory`` of ``"package.module:factory"``, passing num_classes/in_channels if it
-    takes them, and ``options``."""
+    takes them, and ``options``. Whatever the import or the factory raises is one ValueError line."""
     module_name, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"{spec}: cannot import {module_name} ({err})") from None
+        module = import_module(module_name)
+    except ValueError as err:
+        raise ValueError(f"{spec}: {err}") from None
+    except Exception as err:  # the module's own code failed on import
+        raise ValueError(f"{spec}: cannot import {module_name} ({first_line(err)})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"{spec}: {module_name} has no callable {attr!r}")
-    params = inspect.signature(factory).parameters
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        params = {}
     any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     sizes = {"num_classes": num_classes, "in_channels": in_channels}
-    model = factory(**{k: v for k, v in sizes.items() if any_keyword or k in params}, **options)
+    try:
+        model = factory(**{k: v for k, v in sizes.items() if any_keyword or k in params}, **options)
+    except Exception as err:
+        raise ValueError(f"{spec}: the model factory {attr}() raised {first_line(err)}") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"{spec}: returned a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -464,6 +500,10 @@ def read_state_dict(path) -> dict:
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: holds no state dict (a dict of tensors, or one under 'model')")
+    sparse = [k for k, v in state.items() if v.layout != torch.strided]
+    if sparse:
+        raise ValueError(f"{path}: entry {sparse[0]!r} is a {state[sparse[0]].layout} tensor; a state dict holds "
+                         "dense tensors (save tensor.to_dense())")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
@@ -478,12 +518,28 @@ def load_checkpoint(model: nn.Module, path: str) -> nn.Module:
     return model
 
 
+def fit_inputs(name: str, input_shape: Optional[Sequence[int]], options: dict) -> dict:
+    """``options`` for registry model ``name`` on examples of shape ``input_shape`` (one example,
+    no batch dim): ``mlp`` gets it as its ``input_shape`` unless given; the convolutional models
+    need ``(C, H, W)`` images, and other shapes are a ValueError naming both."""
+    if input_shape is None or name not in MODELS:
+        return options
+    shape = tuple(int(s) for s in input_shape)
+    if name == "mlp":
+        return options if "input_shape" in options else {**options, "input_shape": shape}
+    if len(shape) != 3:
+        raise ValueError(f"model {name!r} takes images of shape (n, C, H, W); the data's inputs have shape "
+                         f"(n, {', '.join(map(str, shape))}): store them as images or use --model mlp")
+    return options
+
+
 def load_model(spec: str, num_classes: int = 10, in_channels: int = 3, checkpoint: Optional[str] = None,
-               **options) -> nn.Module:
+               input_shape: Optional[Sequence[int]] = None, **options) -> nn.Module:
     """Build a model from a registry name or ``"package.module:factory"``; then load
-    ``checkpoint`` into it if given (see ``load_checkpoint``)."""
+    ``checkpoint`` into it if given (see ``load_checkpoint``). ``input_shape``, the shape of one
+    example, lets a registry model refuse data it cannot take (:func:`fit_inputs`)."""
     if spec in MODELS or ":" not in spec:
-        model = create_model(spec, num_classes, in_channels, **options)
+        model = create_model(spec, num_classes, in_channels, **fit_inputs(spec, input_shape, options))
     else:
         model = _import_model(spec, num_classes, in_channels, options)
     if checkpoint is not None:

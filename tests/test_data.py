@@ -229,7 +229,7 @@ def test_normalize_options_and_refused_values(tmp_path):
     with pytest.raises(ValueError, match=r"nan.npz: 2 non-finite input value\(s\) \(NaN or inf\) in the train split"):
         load_data(str(tmp_path / "nan.npz"))
     np.savez(tmp_path / "labels.npz", x=x[:2] * 0, y=np.array([0, 5]), num_classes=3)
-    with pytest.raises(ValueError, match=r"train labels range over \[0, 5\], outside \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"train labels range over \[0, 5\], outside the 3 classes \[0, 3\)"):
         load_data(str(tmp_path / "labels.npz"))
     (tmp_path / "noise.npz").write_bytes(np.random.default_rng(0).bytes(300))
     with pytest.raises(ValueError, match="noise.npz: not a .npz file"):
