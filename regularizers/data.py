@@ -136,11 +136,11 @@ def load_data(spec: str, seed: int = 0, *, normalize: str = "none", test_fractio
         transforms.append(f"limit {limit} by seed {seed}")
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         _check_values(spec, split, x, y, num_classes)
+    if normalize not in (None, "none") and not x_train.is_floating_point():
+        raise ValueError(f"{spec}: normalize {normalize!r} applies to real-valued inputs; these are integer ids "
+                         "(store images as uint8 or floats to normalize them)")
     mean, std = normalization(normalize, x_train)
     if mean is not None:
-        if not x_train.is_floating_point():
-            raise ValueError(f"{spec}: normalize {normalize!r} applies to real-valued inputs; these are integer ids "
-                             "(store images as uint8 or floats to normalize them)")
         x_train = normalize_channels(x_train, mean, std)
         x_test = None if x_test is None else normalize_channels(x_test, mean, std)
         transforms.append(f"normalize mean={_numbers(mean)} std={_numbers(std)}")
