@@ -4,7 +4,6 @@ where CPU attention takes the flash kernel, which has no double backward) -> mea
 -> linear classifier. Used through
 ``--model token_models:attention`` (the tests put this folder on ``sys.path``)."""
 import numpy as np
-import torch
 import torch.nn.functional as F
 from torch import nn
 
