@@ -146,12 +146,13 @@ def run(args) -> int:
     device = resolve_device(args.device)
     groups = parse_groups(args.group)
     specs = model_specs(args)
-    if not args.runs and not specs:
+    runs = args.runs or list(dict.fromkeys(r for members in groups.values() for r in members))  # --group alone
+    if not runs and not specs:
         raise ValueError("nothing to diagnose: give run folders or --model/--checkpoint/--data")
     models = [from_checkpoint(s["model"], s["checkpoint"], s["data"], name=s["name"] or None,
                               normalize=s["normalize"], options=common.parse_options(s["model_option"]))
               for s in specs]
-    report = diagnose(args.runs, args.out, args.surface, models=models, groups=groups or None,
+    report = diagnose(runs, args.out, args.surface, models=models, groups=groups or None,
                       baseline=args.baseline, quick=args.quick, device=device, progress=not args.quiet,
                       **settings)
     print(report)
