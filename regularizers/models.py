@@ -543,8 +543,27 @@ def load_model(spec: str, num_classes: int = 10, in_channels: int = 3, checkpoin
     else:
         model = _import_model(spec, num_classes, in_channels, options)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
+        state = read_state_dict(checkpoint)
+        try:
+            check_state_dict(model, state, source=str(checkpoint))
+        except ValueError as err:
+            raise ValueError(f"{err}{class_count_hint(model, state, num_classes)}") from None
+        model.load_state_dict(state)
     return model
+
+
+def class_count_hint(model: nn.Module, state: Dict[str, torch.Tensor], num_classes: int) -> str:
+    """When the checkpoint differs from ``model`` only in the output layer's ``num_classes`` rows,
+    the data's class count is the likely culprit (e.g. labels 1..10): a sentence saying so, else ""."""
+    expected = model.state_dict()
+    mismatched = [k for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if not mismatched or set(expected) != set(state):
+        return ""
+    rows = {int(state[k].shape[0]) for k in mismatched if state[k].dim() and state[k].shape[1:] == expected[k].shape[1:]}
+    if len(rows) != 1 or any(int(expected[k].shape[0]) != num_classes for k in mismatched):
+        return ""
+    return (f"; the data have {num_classes} classes (the largest label + 1, or the .npz num_classes) but the "
+            f"checkpoint's output layer has {rows.pop()}: check the labels (0-based class indices?)")
 
 
 def count_parameters(model: nn.Module) -> int:

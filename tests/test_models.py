@@ -306,3 +306,17 @@ def test_train_cnn_on_flat_inputs_is_one_line_naming_both_shapes(tmp_path, capsy
                    "shape (n, 64): store them as images or use --model mlp")
     assert main(["train", "--model", "mlp", "--model-option", "hidden=[8]", "--data", str(tmp_path / "flat.npz"),
                  "--epochs", "1", "--out", str(tmp_path / "mlp"), "--quiet"]) == 0
+
+
+def test_a_class_count_mismatch_names_the_labels_not_only_the_checkpoint(tmp_path):
+    """Labels 1..10 make 11 classes: the checkpoint of a 10-class model then mismatches only in
+    the output layer, and the message says to check the labels."""
+    torch.save(create_model("cnn", num_classes=10, in_channels=1).state_dict(), tmp_path / "ten.pt")
+    with pytest.raises(ValueError) as err:
+        load_model("cnn", num_classes=11, in_channels=1, checkpoint=str(tmp_path / "ten.pt"))
+    assert str(err.value).endswith("the data have 11 classes (the largest label + 1, or the .npz num_classes) but "
+                                   "the checkpoint's output layer has 10: check the labels (0-based class indices?)")
+    assert "shape mismatch for 'classifier.weight': checkpoint (10, 256), model (11, 256)" in str(err.value)
+    with pytest.raises(ValueError) as err:   # another kind of mismatch: no hint about labels
+        load_model("cnn", num_classes=10, in_channels=3, checkpoint=str(tmp_path / "ten.pt"))
+    assert "labels" not in str(err.value)
