@@ -146,7 +146,8 @@ def from_checkpoint(model: str, checkpoint, data: str, *, name: str | None = Non
               "data": data, "normalize": normalize}
     dataset = data_from_config(config)
     net = load_model(model, num_classes=dataset.num_classes, in_channels=dataset.in_channels,
-                     checkpoint=str(path), input_shape=dataset.x_train.shape[1:], **config["model_options"])
+                     checkpoint=str(path), input_shape=dataset.x_train.shape[1:], input_dtype=dataset.x_train.dtype,
+                     **config["model_options"])
     return ModelSource(name or path.stem, net, dataset, None, config, [str(path)])
 
 

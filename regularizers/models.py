@@ -518,10 +518,15 @@ def load_checkpoint(model: nn.Module, path: str) -> nn.Module:
     return model
 
 
-def fit_inputs(name: str, input_shape: Optional[Sequence[int]], options: dict) -> dict:
+def fit_inputs(name: str, input_shape: Optional[Sequence[int]], options: dict,
+               input_dtype: Optional[torch.dtype] = None) -> dict:
     """``options`` for registry model ``name`` on examples of shape ``input_shape`` (one example,
     no batch dim): ``mlp`` gets it as its ``input_shape`` unless given; the convolutional models
-    need ``(C, H, W)`` images, and other shapes are a ValueError naming both."""
+    need ``(C, H, W)`` images, and other shapes are a ValueError naming both. Every registry model
+    takes real values: integer inputs (token ids) are a ValueError."""
+    if name in MODELS and input_dtype is not None and not input_dtype.is_floating_point:
+        raise ValueError(f"model {name!r} takes real-valued inputs; the data hold integer ids ({input_dtype}): "
+                         "use your own model with an nn.Embedding (--model package.module:factory)")
     if input_shape is None or name not in MODELS:
         return options
     shape = tuple(int(s) for s in input_shape)
@@ -534,12 +539,14 @@ def fit_inputs(name: str, input_shape: Optional[Sequence[int]], options: dict) -
 
 
 def load_model(spec: str, num_classes: int = 10, in_channels: int = 3, checkpoint: Optional[str] = None,
-               input_shape: Optional[Sequence[int]] = None, **options) -> nn.Module:
+               input_shape: Optional[Sequence[int]] = None, input_dtype: Optional[torch.dtype] = None,
+               **options) -> nn.Module:
     """Build a model from a registry name or ``"package.module:factory"``; then load
-    ``checkpoint`` into it if given (see ``load_checkpoint``). ``input_shape``, the shape of one
-    example, lets a registry model refuse data it cannot take (:func:`fit_inputs`)."""
+    ``checkpoint`` into it if given (see ``load_checkpoint``). ``input_shape`` and
+    ``input_dtype``, those of one example, let a registry model refuse data it cannot take
+    (:func:`fit_inputs`)."""
     if spec in MODELS or ":" not in spec:
-        model = create_model(spec, num_classes, in_channels, **fit_inputs(spec, input_shape, options))
+        model = create_model(spec, num_classes, in_channels, **fit_inputs(spec, input_shape, options, input_dtype))
     else:
         model = _import_model(spec, num_classes, in_channels, options)
     if checkpoint is not None:

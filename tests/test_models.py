@@ -320,3 +320,11 @@ def test_a_class_count_mismatch_names_the_labels_not_only_the_checkpoint(tmp_pat
     with pytest.raises(ValueError) as err:   # another kind of mismatch: no hint about labels
         load_model("cnn", num_classes=10, in_channels=3, checkpoint=str(tmp_path / "ten.pt"))
     assert "labels" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_registry_models_refuse_integer_ids_in_one_line(name):
+    with pytest.raises(ValueError, match=rf"^model '{name}' takes real-valued inputs; the data hold integer ids "
+                                         r"\(torch.int64\): use your own model with an nn.Embedding"):
+        load_model(name, num_classes=3, in_channels=6, input_shape=(6,), input_dtype=torch.int64)
+    assert load_model(name, num_classes=3, in_channels=1, input_shape=(1, 8, 8), input_dtype=torch.float32)
