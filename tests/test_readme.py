@@ -124,8 +124,16 @@ def folder(tmp_path_factory):
     return here
 
 
-def run_shell(text: str, where: Path, capsys, variables: dict) -> None:
-    """Run a shell block's lines; ``variables`` (``L=...``) last across blocks, as in one shell session."""
+def last_line(text: str) -> str:
+    """The last non-empty line of a program's stderr (progress bars drawn with \\r dropped)."""
+    lines = [part.strip() for line in text.splitlines() for part in line.split("\r") if part.strip()]
+    return lines[-1] if lines else ""
+
+
+def run_shell(text: str, where: Path, capsys, variables: dict) -> list:
+    """Run a shell block's lines; ``variables`` (``L=...``) last across blocks, as in one shell
+    session. Returns one message per failing line (the later lines still run)."""
+    failures = []
     for line in command_lines(text):
         if any(line.startswith(start) for start in NOT_RUN):
             continue
@@ -136,16 +144,20 @@ def run_shell(text: str, where: Path, capsys, variables: dict) -> None:
             continue
         words = [variables.get(w[1:], w) if w.startswith("$") else w for w in words]
         if words[0].endswith("bin/landscape"):
+            capsys.readouterr()
             try:
                 code = main(words[1:])
             except SystemExit as exit_:   # argparse refused the command line
                 code = exit_.code
-            assert code == 0, f"README line {line!r} exited {code}: {capsys.readouterr().err.strip()[-500:]}"
+            err = capsys.readouterr().err
         else:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
             argv = [w.replace(".venv/bin/", f"{BIN}/") for w in words]
             done = subprocess.run(argv, cwd=where, env=env, capture_output=True, text=True, timeout=300)
-            assert done.returncode == 0, f"README line {line!r} exited {done.returncode}: {done.stderr[-500:]}"
+            code, err = done.returncode, done.stderr
+        if code != 0:
+            failures.append(f"{line.strip()!r} exited {code}: {last_line(err)}")
+    return failures
 
 
 class UserModel(torch.nn.Module):
@@ -208,14 +220,18 @@ def test_readme_blocks_run_as_written(folder, monkeypatch, capsys):
     gen = torch.Generator().manual_seed(0)
     dataset = torch.utils.data.TensorDataset(torch.randn(64, 1, 8, 8, generator=gen),
                                              torch.randint(0, 10, (64,), generator=gen))
-    ran, variables = [], {}
+    ran, variables, failures = [], {}, []
     for language, text, line in blocks():
         if language == "bash":
-            run_shell(text, folder, capsys, variables)
+            failures += [f"README.md line {line}: {f}" for f in run_shell(text, folder, capsys, variables)]
         else:
             torch.manual_seed(0)
             scope = {"my_model": UserModel(), "my_dataset": dataset, "__name__": f"readme_line_{line}"}
-            exec(compile(smaller(text), f"README.md line {line}", "exec"), scope)
-            check_python(scope)
+            try:
+                exec(compile(smaller(text), f"README.md line {line}", "exec"), scope)
+                check_python(scope)
+            except Exception as err:   # noqa: BLE001 -- collected, so that every failing block is named
+                failures.append(f"README.md line {line} (python): {type(err).__name__}: {str(err).strip()[:300]}")
         ran.append(line)
     assert len(ran) >= 7
+    assert not failures, "README blocks that fail as written:\n" + "\n".join(failures)
