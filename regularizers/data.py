@@ -282,24 +282,28 @@ def _read_npz(path: Path):
         if x is not None and not len(x):
             raise ValueError(f"{path}: {what} holds no examples (shape {x.shape})")
     labels = [y for y in (y_train, y_test) if y is not None]
-    num_classes = _stored_classes(arrays["num_classes"], path) if "num_classes" in arrays else _num_classes(*labels)
+    num_classes = _stored_classes(arrays["num_classes"], path) if "num_classes" in arrays else _num_classes(path, *labels)
     return path.stem, x_train, y_train, x_test, y_test, num_classes
 
 
 def _stored_classes(value: np.ndarray, path: Path) -> int:
-    """An ``.npz`` file's ``num_classes``: one whole number in ``[1, MAX_CLASSES]``, else ValueError."""
+    """An ``.npz`` file's ``num_classes``: one whole number in ``[2, MAX_CLASSES]``, else ValueError."""
     number = value.item() if value.size == 1 and np.issubdtype(value.dtype, np.number) else None
-    if number is None or not np.isfinite(number) or number != int(number) or not 1 <= number <= MAX_CLASSES:
+    if number is None or not np.isfinite(number) or number != int(number) or not 2 <= number <= MAX_CLASSES:
         shown = value.item() if value.size == 1 else f"an array of shape {value.shape}"
-        raise ValueError(f"{path}: num_classes must be one whole number in [1, {MAX_CLASSES:,}], got {shown!r}")
+        raise ValueError(f"{path}: num_classes must be one whole number in [2, {MAX_CLASSES:,}], got {shown!r}")
     return int(number)
 
 
-def _num_classes(*labels: np.ndarray) -> int:
-    """The largest label + 1; data without any example is a ValueError."""
+def _num_classes(path: Path, *labels: np.ndarray) -> int:
+    """The largest label + 1; data without any example, or with one class only, is a ValueError."""
     if not any(len(y) for y in labels):
-        raise ValueError("the data hold no examples")
-    return int(max(y.max() for y in labels if len(y))) + 1
+        raise ValueError(f"{path}: the data hold no examples")
+    count = int(max(y.max() for y in labels if len(y))) + 1
+    if count < 2:
+        raise ValueError(f"{path}: every label is 0: a classifier needs at least 2 classes (store num_classes "
+                         "in the .npz when the data hold only some of them)")
+    return count
 
 
 # --- folders
@@ -442,7 +446,7 @@ def _read_mnist(folder: Path):
         _labels(y, len(x), py, "labels")
     x_train, x_test = _as_images(x_train, folder), _as_images(x_test, folder)
     name = "fashion-mnist" if "fashion" in str(folder).lower() else "mnist"
-    return name, x_train, y_train, x_test, y_test, _num_classes(y_train, y_test)
+    return name, x_train, y_train, x_test, y_test, _num_classes(folder, y_train, y_test)
 
 
 # ------------------------------------------------------------------------------ corruptions

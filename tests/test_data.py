@@ -448,11 +448,11 @@ def test_inputs_keep_the_dtype_the_model_needs(tmp_path):
         load_data(str(tmp_path / "mixed.npz"))
 
 
-@pytest.mark.parametrize("value, shown", [(10.7, "10.7"), (1e12, "1000000000000.0"), (0, "0"), (-3, "-3"),
+@pytest.mark.parametrize("value, shown", [(10.7, "10.7"), (1e12, "1000000000000.0"), (1, "1"), (-3, "-3"),
                                           (np.nan, "nan"), ("ten", "'ten'"), (np.array([3, 4]), "shape \\(2,\\)")])
 def test_npz_num_classes_must_be_a_whole_number_in_range(tmp_path, value, shown):
     np.savez(tmp_path / "c.npz", x=np.zeros((4, 3), np.float32), y=np.array([0, 1, 2, 0]), num_classes=value)
-    expected = f"c.npz: num_classes must be one whole number in \\[1, 1,000,000\\], got .*{shown}"
+    expected = f"c.npz: num_classes must be one whole number in \\[2, 1,000,000\\], got .*{shown}"
     with pytest.raises(ValueError, match=expected):
         load_data(str(tmp_path / "c.npz"))
 
@@ -470,3 +470,13 @@ def test_npz_without_examples_is_one_clear_line(tmp_path):
              x_test=np.zeros((0, 3), np.float32), y_test=np.zeros(0, np.int64))
     with pytest.raises(ValueError, match="notest.npz: x_test holds no examples"):
         load_data(str(tmp_path / "notest.npz"))
+
+
+def test_single_class_data_is_refused_unless_num_classes_says_more(tmp_path):
+    """One class would train a 1-output model whose accuracy means nothing (NaN)."""
+    x = np.zeros((4, 3), np.float32)
+    np.savez(tmp_path / "one.npz", x=x, y=np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match=r"one.npz: every label is 0: a classifier needs at least 2 classes"):
+        load_data(str(tmp_path / "one.npz"))
+    np.savez(tmp_path / "some.npz", x=x, y=np.zeros(4, np.int64), num_classes=10)
+    assert load_data(str(tmp_path / "some.npz")).num_classes == 10
