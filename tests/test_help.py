@@ -50,3 +50,9 @@ def test_help_prints_for_every_command(capsys):
     for name, parser in COMMANDS.items():
         text = parser.format_help()
         assert text.startswith(f"usage: landscape {name}"), name
+
+
+def test_reg_help_shows_the_whole_spec():
+    """``--reg`` takes ``NAME[:COEF[:KEY=VALUE,...]]`` (regularizers.registry); its help says so."""
+    (reg,) = [a for a in COMMANDS["train"]._actions if "--reg" in a.option_strings]
+    assert "KEY=VALUE" in f"{reg.metavar} {reg.help}"
