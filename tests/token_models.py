@@ -37,3 +37,22 @@ def token_data(n: int = 48, seed: int = 0):
     ids = rng.integers(0, VOCAB, (n, LENGTH)).astype(np.int64)
     counts = np.stack([(ids == t).sum(1) for t in range(3)], 1)
     return ids, counts.argmax(1).astype(np.int64)
+
+
+class LSTMClassifier(nn.Module):
+    """``(b, L)`` int64 ids -> Embedding -> one LSTM layer -> the last hidden state -> logits."""
+
+    def __init__(self, num_classes: int = 3, vocab: int = VOCAB, width: int = WIDTH):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, width)
+        self.lstm = nn.LSTM(width, width, batch_first=True)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, ids):
+        _, (hidden, _) = self.lstm(self.embed(ids))
+        return self.head(hidden[-1])
+
+
+def lstm(num_classes: int = 3, in_channels: int = LENGTH) -> nn.Module:
+    """``--model token_models:lstm``."""
+    return LSTMClassifier(num_classes)
