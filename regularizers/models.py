@@ -509,11 +509,16 @@ def read_state_dict(path) -> dict:
     return state
 
 
-def load_checkpoint(model: nn.Module, path: str) -> nn.Module:
+def load_checkpoint(model: nn.Module, path: str, num_classes: Optional[int] = None) -> nn.Module:
     """Load the state dict of a checkpoint file (:func:`read_state_dict`) into ``model`` (in
-    place; returns it); a state dict that does not fit is a ValueError naming the key."""
+    place; returns it); a state dict that does not fit is a ValueError naming the key (and, given
+    the data's ``num_classes``, saying when the class count is the likely cause)."""
     state = read_state_dict(path)
-    check_state_dict(model, state, source=str(path))
+    try:
+        check_state_dict(model, state, source=str(path))
+    except ValueError as err:
+        hint = class_count_hint(model, state, num_classes) if num_classes is not None else ""
+        raise ValueError(f"{err}{hint}") from None
     model.load_state_dict(state)
     return model
 
@@ -550,12 +555,7 @@ def load_model(spec: str, num_classes: int = 10, in_channels: int = 3, checkpoin
     else:
         model = _import_model(spec, num_classes, in_channels, options)
     if checkpoint is not None:
-        state = read_state_dict(checkpoint)
-        try:
-            check_state_dict(model, state, source=str(checkpoint))
-        except ValueError as err:
-            raise ValueError(f"{err}{class_count_hint(model, state, num_classes)}") from None
-        model.load_state_dict(state)
+        load_checkpoint(model, checkpoint, num_classes)
     return model
 
 
