@@ -97,33 +97,9 @@ def load_data(spec: str, seed: int = 0, *, normalize: str = "none", test_fractio
     """
     if test_fraction is not None and not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
-    transforms = []
-    if spec == "digits":
-        name, x_train, y_train, x_test, y_test, num_classes = _digits(seed)
-        transforms += ["digits/16", f"split 75/25 by seed {seed}"]
-    else:
-        path = Path(spec).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"{spec}: no such file or folder (expected 'digits', a .npz file "
-                                    "or a CIFAR / MNIST folder)")
-        if path.is_dir():
-            name, x_train, y_train, x_test, y_test, num_classes = _read_folder(path)
-        elif path.suffix == ".npz":
-            name, x_train, y_train, x_test, y_test, num_classes = _read_npz(path)
-        else:
-            raise ValueError(f"{spec}: unsupported file type (expected a .npz file or a folder)")
-        if x_train.dtype == np.uint8:
-            transforms.append("uint8/255")
-        elif is_ids(x_train):
-            transforms.append("integer ids as int64")
-        if test_fraction is not None:
-            if x_test is not None:
-                raise ValueError(f"{spec}: has a test split already; test_fraction splits only x, y files")
-            train, test = _split(y_train, test_fraction, seed)
-            x_train, y_train, x_test, y_test = x_train[train], y_train[train], x_train[test], y_train[test]
-            transforms.append(f"split {1 - test_fraction:g}/{test_fraction:g} by seed {seed}")
-    x_train, y_train = _tensors(x_train, y_train)
-    x_test, y_test = _tensors(x_test, y_test) if x_test is not None else (None, None)
+    name, arrays, num_classes, transforms = _read_spec(spec, seed, test_fraction)
+    x_train, y_train = _tensors(*arrays[:2])
+    x_test, y_test = _tensors(*arrays[2:]) if arrays[2] is not None else (None, None)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be a positive number of examples, got {limit}")
@@ -145,6 +121,32 @@ def load_data(spec: str, seed: int = 0, *, normalize: str = "none", test_fractio
         x_test = None if x_test is None else normalize_channels(x_test, mean, std)
         transforms.append(f"normalize mean={_numbers(mean)} std={_numbers(std)}")
     return Dataset(name, x_train, y_train, x_test, y_test, num_classes, tuple(transforms))
+
+
+def _read_spec(spec: str, seed: int, test_fraction: Optional[float]):
+    """``(name, (x_train, y_train, x_test, y_test) numpy arrays, num_classes, transforms)`` of a
+    spec as stored, split by ``test_fraction`` when asked."""
+    if spec == "digits":
+        name, *arrays, num_classes = _digits(seed)
+        return name, arrays, num_classes, ["digits/16", f"split 75/25 by seed {seed}"]
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{spec}: no such file or folder (expected 'digits', a .npz file "
+                                "or a CIFAR / MNIST folder)")
+    if path.is_dir():
+        name, x_train, y_train, x_test, y_test, num_classes = _read_folder(path)
+    elif path.suffix == ".npz":
+        name, x_train, y_train, x_test, y_test, num_classes = _read_npz(path)
+    else:
+        raise ValueError(f"{spec}: unsupported file type (expected a .npz file or a folder)")
+    transforms = ["uint8/255"] if x_train.dtype == np.uint8 else ["integer ids as int64"] if is_ids(x_train) else []
+    if test_fraction is not None:
+        if x_test is not None:
+            raise ValueError(f"{spec}: has a test split already; test_fraction splits only x, y files")
+        train, test = _split(y_train, test_fraction, seed)
+        x_train, y_train, x_test, y_test = x_train[train], y_train[train], x_train[test], y_train[test]
+        transforms.append(f"split {1 - test_fraction:g}/{test_fraction:g} by seed {seed}")
+    return name, (x_train, y_train, x_test, y_test), num_classes, transforms
 
 
 def _numbers(t: torch.Tensor) -> str:
