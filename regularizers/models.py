@@ -419,22 +419,21 @@ def first_line(err: BaseException) -> str:
 
 def import_module(module_name: str):
     """Import ``module_name`` as ``python -m`` would: the current folder is importable (put first
-    on ``sys.path`` only when the module is not found without it). Any failure is a one-line ValueError."""
+    on ``sys.path`` only when the module is not found without it). Any failure, the module's own
+    code included, is a one-line ValueError."""
     top = module_name.split(".")[0]
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name != top:
+    for retry in (False, True):
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != top:
+                raise ValueError(f"cannot import {module_name} ({first_line(err)})") from None
+            if retry or os.getcwd() in sys.path:
+                raise ValueError(f"cannot import {module_name}: no module {top!r} in the current folder "
+                                 f"{os.getcwd()} or on sys.path (set PYTHONPATH to the folder holding it)") from None
+            sys.path.insert(0, os.getcwd())
+        except Exception as err:  # the module's own code failed: SyntaxError, a failing top-level line
             raise ValueError(f"cannot import {module_name} ({first_line(err)})") from None
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name == top:
-            raise ValueError(f"cannot import {module_name}: no module {top!r} in the current folder {os.getcwd()} "
-                             "or on sys.path (set PYTHONPATH to the folder holding it)") from None
-        raise ValueError(f"cannot import {module_name} ({first_line(err)})") from None
 
 
 def _import_model(spec: str, num_classes: int, in_channels: int, options: dict) -> nn.Module:
@@ -445,8 +444,6 @@ def _import_model(spec: str, num_classes: int, in_channels: int, options: dict) 
         module = import_module(module_name)
     except ValueError as err:
         raise ValueError(f"{spec}: {err}") from None
-    except Exception as err:  # the module's own code failed on import
-        raise ValueError(f"{spec}: cannot import {module_name} ({first_line(err)})") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"{spec}: {module_name} has no callable {attr!r}")

@@ -236,6 +236,7 @@ def test_a_failing_factory_or_module_is_one_line_naming_the_factory(tmp_path, mo
     (tmp_path / "raising_factories_x.py").write_text(RAISING)
     (tmp_path / "broken_module_x.py").write_text("raise OSError('no GPU driver')\n")
     (tmp_path / "syntax_module_x.py").write_text("def f(:\n")
+    (tmp_path / "value_module_x.py").write_text("raise ValueError('bad setting')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ValueError, match=r"^raising_factories_x:boom: the model factory boom\(\) raised "
                                          r"RuntimeError: CUDA is not available$"):
@@ -246,6 +247,8 @@ def test_a_failing_factory_or_module_is_one_line_naming_the_factory(tmp_path, mo
         load_model("broken_module_x:f")
     with pytest.raises(ValueError, match=r"cannot import syntax_module_x \(SyntaxError: "):
         load_model("syntax_module_x:f")
+    with pytest.raises(ValueError, match=r"^value_module_x:f: cannot import value_module_x \(ValueError: bad setting\)$"):
+        load_model("value_module_x:f")
 
 
 def test_factory_module_in_the_current_folder_is_found_as_with_python_m(tmp_path, monkeypatch):
