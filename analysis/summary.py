@@ -168,7 +168,8 @@ def from_checkpoint(model: str, checkpoint, data: str, *, name: str | None = Non
     dataset = data_from_config(config)
     try:
         net = load_model(model, num_classes=dataset.num_classes, in_channels=dataset.in_channels,
-                         checkpoint=str(path), **config["model_options"])
+                         checkpoint=str(path), input_shape=dataset.x_train.shape[1:],
+                         input_dtype=dataset.x_train.dtype, **config["model_options"])
     except ValueError as error:
         raise ValueError(f"{error}{label_hint(dataset)}") from None
     check_inputs(net, dataset, model, output)

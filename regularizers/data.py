@@ -3,8 +3,11 @@
 ``load_data(spec)`` reads the embedded scikit-learn digits, a ``.npz`` file, or a folder holding
 CIFAR-10/100 python batches or MNIST / Fashion-MNIST IDX files. The data are used as stored:
 
-- values become float32; ``uint8`` arrays (CIFAR, MNIST, image ``.npz`` files) are scaled to
-  [0, 1] by 1/255 (torchvision's ``ToTensor`` convention); digits are scaled by 1/16;
+- inputs keep the kind of number the model needs: ``uint8`` arrays (CIFAR, MNIST, image ``.npz``
+  files) are images, scaled to float32 in [0, 1] by 1/255 (torchvision's ``ToTensor`` convention);
+  other integer arrays (``int8`` ... ``int64``, ``uint16`` ...) are ids, e.g. token ids for an
+  ``nn.Embedding``, and become int64 unchanged; floats and booleans become float32; digits are
+  scaled by 1/16;
 - splits are the file's own (``x_train``/``x_test``, the CIFAR and MNIST test files); an ``.npz``
   with only ``x, y`` is one split, ``train``, unless ``test_fraction`` asks for a seeded split;
   digits, which ship without a split, are split 75/25 by ``seed`` (stratified);
@@ -34,17 +37,15 @@ import torch.nn.functional as F
 
 DIGITS_TEST_FRACTION = 0.25
 NORMALIZATIONS = ("none", "standardize", "MEAN,STD")
-
-
-DIGITS_TEST_FRACTION = 0.25
-NORMALIZATIONS = ("none", "standardize", "MEAN,STD")
+MAX_CLASSES = 1_000_000  # a larger class count is a mistake, not a classifier (its output layer alone)
 
 
 @dataclass
 class Dataset:
     """A classification data set held in memory.
 
-    ``x_*`` are float32 ``(n, C, H, W)`` images or ``(n, F)`` features, ``y_*`` int64 ``(n,)``
+    ``x_*`` are float32 ``(n, C, H, W)`` images or ``(n, F)`` features (int64 ``(n, L)`` ids for
+    data stored as integers other than ``uint8``), ``y_*`` int64 ``(n,)``
     class indices in ``[0, num_classes)``. ``x_test``/``y_test`` are None for data with one
     split. ``transforms`` lists, in order, what was done to the stored values.
     """
@@ -96,31 +97,9 @@ def load_data(spec: str, seed: int = 0, *, normalize: str = "none", test_fractio
     """
     if test_fraction is not None and not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
-    transforms = []
-    if spec == "digits":
-        name, x_train, y_train, x_test, y_test, num_classes = _digits(seed)
-        transforms += ["digits/16", f"split 75/25 by seed {seed}"]
-    else:
-        path = Path(spec).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"{spec}: no such file or folder (expected 'digits', a .npz file "
-                                    "or a CIFAR / MNIST folder)")
-        if path.is_dir():
-            name, x_train, y_train, x_test, y_test, num_classes = _read_folder(path)
-        elif path.suffix == ".npz":
-            name, x_train, y_train, x_test, y_test, num_classes = _read_npz(path)
-        else:
-            raise ValueError(f"{spec}: unsupported file type (expected a .npz file or a folder)")
-        if x_train.dtype == np.uint8:
-            transforms.append("uint8/255")
-        if test_fraction is not None:
-            if x_test is not None:
-                raise ValueError(f"{spec}: has a test split already; test_fraction splits only x, y files")
-            train, test = _split(y_train, test_fraction, seed)
-            x_train, y_train, x_test, y_test = x_train[train], y_train[train], x_train[test], y_train[test]
-            transforms.append(f"split {1 - test_fraction:g}/{test_fraction:g} by seed {seed}")
-    x_train, y_train = _tensors(x_train, y_train)
-    x_test, y_test = _tensors(x_test, y_test) if x_test is not None else (None, None)
+    name, arrays, num_classes, transforms = _read_spec(spec, seed, test_fraction)
+    x_train, y_train = _tensors(*arrays[:2])
+    x_test, y_test = _tensors(*arrays[2:]) if arrays[2] is not None else (None, None)
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be a positive number of examples, got {limit}")
@@ -133,12 +112,41 @@ def load_data(spec: str, seed: int = 0, *, normalize: str = "none", test_fractio
         transforms.append(f"limit {limit} by seed {seed}")
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         _check_values(spec, split, x, y, num_classes)
+    if normalize not in (None, "none") and not x_train.is_floating_point():
+        raise ValueError(f"{spec}: normalize {normalize!r} applies to real-valued inputs; these are integer ids "
+                         "(store images as uint8 or floats to normalize them)")
     mean, std = normalization(normalize, x_train)
     if mean is not None:
         x_train = normalize_channels(x_train, mean, std)
         x_test = None if x_test is None else normalize_channels(x_test, mean, std)
         transforms.append(f"normalize mean={_numbers(mean)} std={_numbers(std)}")
     return Dataset(name, x_train, y_train, x_test, y_test, num_classes, tuple(transforms))
+
+
+def _read_spec(spec: str, seed: int, test_fraction: Optional[float]):
+    """``(name, (x_train, y_train, x_test, y_test) numpy arrays, num_classes, transforms)`` of a
+    spec as stored, split by ``test_fraction`` when asked."""
+    if spec == "digits":
+        name, *arrays, num_classes = _digits(seed)
+        return name, arrays, num_classes, ["digits/16", f"split 75/25 by seed {seed}"]
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{spec}: no such file or folder (expected 'digits', a .npz file "
+                                "or a CIFAR / MNIST folder)")
+    if path.is_dir():
+        name, x_train, y_train, x_test, y_test, num_classes = _read_folder(path)
+    elif path.suffix == ".npz":
+        name, x_train, y_train, x_test, y_test, num_classes = _read_npz(path)
+    else:
+        raise ValueError(f"{spec}: unsupported file type (expected a .npz file or a folder)")
+    transforms = ["uint8/255"] if x_train.dtype == np.uint8 else ["integer ids as int64"] if is_ids(x_train) else []
+    if test_fraction is not None:
+        if x_test is not None:
+            raise ValueError(f"{spec}: has a test split already; test_fraction splits only x, y files")
+        train, test = _split(y_train, test_fraction, seed)
+        x_train, y_train, x_test, y_test = x_train[train], y_train[train], x_train[test], y_train[test]
+        transforms.append(f"split {1 - test_fraction:g}/{test_fraction:g} by seed {seed}")
+    return name, (x_train, y_train, x_test, y_test), num_classes, transforms
 
 
 def _numbers(t: torch.Tensor) -> str:
@@ -177,8 +185,8 @@ def _check_values(spec: str, split: str, x, y, num_classes: int) -> None:
     if bad:
         raise ValueError(f"{spec}: {bad} non-finite input value(s) (NaN or inf) in the {split} split")
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"{spec}: {split} labels range over [{int(y.min())}, {int(y.max())}], "
-                         f"outside [0, {num_classes})")
+        raise ValueError(f"{spec}: the {split} labels range over [{int(y.min())}, {int(y.max())}], outside the "
+                         f"{num_classes} classes [0, {num_classes}): labels must be class indices 0 .. {num_classes - 1}")
 
 
 def _split(labels: np.ndarray, test_fraction: float, seed: int):
@@ -192,11 +200,20 @@ def _split(labels: np.ndarray, test_fraction: float, seed: int):
         return train_test_split(idx, test_size=test_fraction, random_state=seed)
 
 
+def is_ids(x: np.ndarray) -> bool:
+    """True for integer arrays other than ``uint8``: ids (token ids), kept as int64 values."""
+    return np.issubdtype(x.dtype, np.integer) and x.dtype != np.uint8
+
+
 def _tensors(x: np.ndarray, y: np.ndarray):
-    """float32 inputs (``uint8`` scaled by 1/255) and int64 labels."""
-    scale = 1 / 255.0 if x.dtype == np.uint8 else 1.0
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32) * np.float32(scale)), \
-        torch.from_numpy(y.astype(np.int64))
+    """Inputs as the model needs them -- ids int64, ``uint8`` images float32 / 255, the rest
+    float32 -- and int64 labels."""
+    if is_ids(x):
+        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))
+    else:
+        scale = 1 / 255.0 if x.dtype == np.uint8 else 1.0
+        inputs = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32) * np.float32(scale))
+    return inputs, torch.from_numpy(y.astype(np.int64))
 
 
 def _digits(seed: int):
@@ -253,19 +270,42 @@ def _read_npz(path: Path):
         y_test = _labels(arrays["y_test"], len(x_test), path, "y_test")
         if x_train.shape[1:] != x_test.shape[1:]:
             raise ValueError(f"{path}: train inputs {x_train.shape[1:]} and test inputs {x_test.shape[1:]} differ")
+        kinds = [("ids" if is_ids(x) else "uint8 images" if x.dtype == np.uint8 else "values") for x in (x_train, x_test)]
+        if kinds[0] != kinds[1]:
+            raise ValueError(f"{path}: x_train is {x_train.dtype} ({kinds[0]}) but x_test is {x_test.dtype} ({kinds[1]}); "
+                             "store both splits with one dtype")
     elif {"x", "y"} <= arrays.keys():
         x_train = _as_images(arrays["x"], path)
         y_train = _labels(arrays["y"], len(x_train), path, "y")
         x_test = y_test = None
     else:
         raise ValueError(f"{path}: needs arrays x, y or x_train, y_train, x_test, y_test; has {sorted(arrays)}")
+    for what, x in (("x_train" if x_test is not None else "x", x_train), ("x_test", x_test)):
+        if x is not None and not len(x):
+            raise ValueError(f"{path}: {what} holds no examples (shape {x.shape})")
     labels = [y for y in (y_train, y_test) if y is not None]
-    num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else _num_classes(*labels)
+    num_classes = _stored_classes(arrays["num_classes"], path) if "num_classes" in arrays else _num_classes(path, *labels)
     return path.stem, x_train, y_train, x_test, y_test, num_classes
 
 
-def _num_classes(*labels: np.ndarray) -> int:
-    return int(max(y.max() for y in labels if len(y))) + 1
+def _stored_classes(value: np.ndarray, path: Path) -> int:
+    """An ``.npz`` file's ``num_classes``: one whole number in ``[2, MAX_CLASSES]``, else ValueError."""
+    number = value.item() if value.size == 1 and np.issubdtype(value.dtype, np.number) else None
+    if number is None or not np.isfinite(number) or number != int(number) or not 2 <= number <= MAX_CLASSES:
+        shown = value.item() if value.size == 1 else f"an array of shape {value.shape}"
+        raise ValueError(f"{path}: num_classes must be one whole number in [2, {MAX_CLASSES:,}], got {shown!r}")
+    return int(number)
+
+
+def _num_classes(path: Path, *labels: np.ndarray) -> int:
+    """The largest label + 1; data without any example, or with one class only, is a ValueError."""
+    if not any(len(y) for y in labels):
+        raise ValueError(f"{path}: the data hold no examples")
+    count = int(max(y.max() for y in labels if len(y))) + 1
+    if count < 2:
+        raise ValueError(f"{path}: every label is 0: a classifier needs at least 2 classes (store num_classes "
+                         "in the .npz when the data hold only some of them)")
+    return count
 
 
 # --- folders
@@ -408,7 +448,7 @@ def _read_mnist(folder: Path):
         _labels(y, len(x), py, "labels")
     x_train, x_test = _as_images(x_train, folder), _as_images(x_test, folder)
     name = "fashion-mnist" if "fashion" in str(folder).lower() else "mnist"
-    return name, x_train, y_train, x_test, y_test, _num_classes(y_train, y_test)
+    return name, x_train, y_train, x_test, y_test, _num_classes(folder, y_train, y_test)
 
 
 # ------------------------------------------------------------------------------ corruptions
@@ -469,6 +509,8 @@ def random_pixels(data: Dataset, seed: int = 0) -> Dataset:
 def gaussian_inputs(data: Dataset, seed: int = 0) -> Dataset:
     """Replace every train and test input by Gaussian noise with the per-channel mean and
     variance of the training inputs (same shapes; labels unchanged)."""
+    if not data.x_train.is_floating_point():
+        raise ValueError(f"gaussian inputs need real-valued inputs; {data.name} holds integer ids")
     gen = torch.Generator().manual_seed(seed)
     flat = _pixels(data.x_train)
     mean = flat.mean(dim=(0, 2), keepdim=True)

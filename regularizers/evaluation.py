@@ -319,21 +319,35 @@ def check_class_targets(targets: torch.Tensor, outputs: torch.Tensor, loss) -> N
             raise ValueError(f"class labels range over [{low}, {high}] but the model has {k} outputs")
 
 
+def _parts(outputs) -> str:
+    """What a dict or tuple output holds, for messages: ``keys 'loss', 'logits'`` or ``3 items``."""
+    if isinstance(outputs, Mapping):
+        return "keys " + ", ".join(repr(k) for k in outputs)
+    if isinstance(outputs, (tuple, list)):
+        return f"{len(outputs)} items"
+    return f"a {type(outputs).__name__}"
+
+
 def select_output(outputs, output: Output = None) -> torch.Tensor:
     """The prediction tensor of a model's ``outputs``: ``output`` is None (outputs are a
-    tensor), a dict key, a sequence index, an attribute name, or a callable."""
+    tensor), a dict key, a sequence index, an attribute name, or a callable. A part that is not
+    there is a one-line ValueError naming the parts that are."""
     if output is None:
         if torch.is_tensor(outputs):
             return outputs
-        raise TypeError(f"the model returned a {type(outputs).__name__}; say which part holds the "
-                        "predictions with output= (a key, an index or a callable)")
+        raise TypeError(f"the model returned a {type(outputs).__name__} ({_parts(outputs)}); say which part holds "
+                        "the predictions with output= (a key, an index or a callable; --output NAME|INDEX on "
+                        "the command line)")
     if callable(output):
         return output(outputs)
-    if isinstance(outputs, Mapping):
-        return outputs[output]
-    if isinstance(output, int):
-        return outputs[output]
-    return getattr(outputs, output)
+    try:
+        if isinstance(outputs, Mapping):
+            return outputs[output]
+        if isinstance(output, int):
+            return outputs[output]
+        return getattr(outputs, output)
+    except (KeyError, IndexError, AttributeError, TypeError):
+        raise ValueError(f"output={output!r}: the model's output has no such part (it has {_parts(outputs)})") from None
 
 
 # ----------------------------------------------------------------------------- evaluation

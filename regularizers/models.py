@@ -23,7 +23,9 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
 import pickle
+import sys
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
@@ -411,21 +413,52 @@ def create_model(name: str, num_classes: int = 10, in_channels: int = 3, **optio
     return factory(num_classes=num_classes, in_channels=in_channels, **options)
 
 
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message`` of an exception."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def import_module(module_name: str):
+    """Import ``module_name`` as ``python -m`` would: the current folder is importable (put first
+    on ``sys.path`` only when the module is not found without it). Any failure, the module's own
+    code included, is a one-line ValueError."""
+    top = module_name.split(".")[0]
+    for retry in (False, True):
+        try:
+            return importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != top:
+                raise ValueError(f"cannot import {module_name} ({first_line(err)})") from None
+            if retry or os.getcwd() in sys.path:
+                raise ValueError(f"cannot import {module_name}: no module {top!r} in the current folder "
+                                 f"{os.getcwd()} or on sys.path (set PYTHONPATH to the folder holding it)") from None
+            sys.path.insert(0, os.getcwd())
+        except Exception as err:  # the module's own code failed: SyntaxError, a failing top-level line
+            raise ValueError(f"cannot import {module_name} ({first_line(err)})") from None
+
+
 def _import_model(spec: str, num_classes: int, in_channels: int, options: dict) -> nn.Module:
     """Call ``factory`` of ``"package.module:factory"``, passing num_classes/in_channels if it
-    takes them, and ``options``."""
+    takes them, and ``options``. Whatever the import or the factory raises is one ValueError line."""
     module_name, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"{spec}: cannot import {module_name} ({err})") from None
+        module = import_module(module_name)
+    except ValueError as err:
+        raise ValueError(f"{spec}: {err}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"{spec}: {module_name} has no callable {attr!r}")
-    params = inspect.signature(factory).parameters
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        params = {}
     any_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     sizes = {"num_classes": num_classes, "in_channels": in_channels}
-    model = factory(**{k: v for k, v in sizes.items() if any_keyword or k in params}, **options)
+    try:
+        model = factory(**{k: v for k, v in sizes.items() if any_keyword or k in params}, **options)
+    except Exception as err:
+        raise ValueError(f"{spec}: the model factory {attr}() raised {first_line(err)}") from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"{spec}: returned a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -466,32 +499,78 @@ def read_state_dict(path) -> dict:
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: holds no state dict (a dict of tensors, or one under 'model')")
+    sparse = [k for k, v in state.items() if v.layout != torch.strided]
+    if sparse:
+        raise ValueError(f"{path}: entry {sparse[0]!r} is a {state[sparse[0]].layout} tensor; a state dict holds "
+                         "dense tensors (save tensor.to_dense())")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     check_finite(state, path)
     return state
 
 
-def load_checkpoint(model: nn.Module, path: str) -> nn.Module:
+def load_checkpoint(model: nn.Module, path: str, num_classes: Optional[int] = None) -> nn.Module:
     """Load the state dict of a checkpoint file (:func:`read_state_dict`) into ``model`` (in
-    place; returns it); a state dict that does not fit is a ValueError naming the key."""
+    place; returns it); a state dict that does not fit is a ValueError naming the key (and, given
+    the data's ``num_classes``, saying when the class count is the likely cause)."""
     state = read_state_dict(path)
-    check_state_dict(model, state, source=str(path))
+    try:
+        check_state_dict(model, state, source=str(path))
+    except ValueError as err:
+        hint = class_count_hint(model, state, num_classes) if num_classes is not None else ""
+        raise ValueError(f"{err}{hint}") from None
     model.load_state_dict(state)
     return model
 
 
+def fit_inputs(name: str, input_shape: Optional[Sequence[int]], options: dict,
+               input_dtype: Optional[torch.dtype] = None) -> dict:
+    """``options`` for registry model ``name`` on examples of shape ``input_shape`` (one example,
+    no batch dim): ``mlp`` gets it as its ``input_shape`` unless given; the convolutional models
+    need ``(C, H, W)`` images, and other shapes are a ValueError naming both. Every registry model
+    takes real values: integer inputs (token ids) are a ValueError."""
+    if name in MODELS and input_dtype is not None and not input_dtype.is_floating_point:
+        raise ValueError(f"model {name!r} takes real-valued inputs; the data hold integer ids ({input_dtype}): "
+                         "use your own model with an nn.Embedding (--model package.module:factory)")
+    if input_shape is None or name not in MODELS:
+        return options
+    shape = tuple(int(s) for s in input_shape)
+    if name == "mlp":
+        return options if "input_shape" in options else {**options, "input_shape": shape}
+    if len(shape) != 3:
+        raise ValueError(f"model {name!r} takes images of shape (n, C, H, W); the data's inputs have shape "
+                         f"(n, {', '.join(map(str, shape))}): store them as images or use --model mlp")
+    return options
+
+
 def load_model(spec: str, num_classes: int = 10, in_channels: int = 3, checkpoint: Optional[str] = None,
+               input_shape: Optional[Sequence[int]] = None, input_dtype: Optional[torch.dtype] = None,
                **options) -> nn.Module:
     """Build a model from a registry name or ``"package.module:factory"``; then load
-    ``checkpoint`` into it if given (see ``load_checkpoint``)."""
+    ``checkpoint`` into it if given (see ``load_checkpoint``). ``input_shape`` and
+    ``input_dtype``, those of one example, let a registry model refuse data it cannot take
+    (:func:`fit_inputs`)."""
     if spec in MODELS or ":" not in spec:
-        model = create_model(spec, num_classes, in_channels, **options)
+        model = create_model(spec, num_classes, in_channels, **fit_inputs(spec, input_shape, options, input_dtype))
     else:
         model = _import_model(spec, num_classes, in_channels, options)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint)
+        load_checkpoint(model, checkpoint, num_classes)
     return model
+
+
+def class_count_hint(model: nn.Module, state: Dict[str, torch.Tensor], num_classes: int) -> str:
+    """When the checkpoint differs from ``model`` only in the output layer's ``num_classes`` rows,
+    the data's class count is the likely culprit (e.g. labels 1..10): a sentence saying so, else ""."""
+    expected = model.state_dict()
+    mismatched = [k for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if not mismatched or set(expected) != set(state):
+        return ""
+    rows = {int(state[k].shape[0]) for k in mismatched if state[k].dim() and state[k].shape[1:] == expected[k].shape[1:]}
+    if len(rows) != 1 or any(int(expected[k].shape[0]) != num_classes for k in mismatched):
+        return ""
+    return (f"; the data have {num_classes} classes (the largest label + 1, or the .npz num_classes) but the "
+            f"checkpoint's output layer has {rows.pop()}: check the labels (0-based class indices?)")
 
 
 def count_parameters(model: nn.Module) -> int:

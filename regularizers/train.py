@@ -671,7 +671,8 @@ def load_run(out):
     config = json.loads(config_path.read_text())
     data = _saved_data(out, config) if config.get("data") == SAVED_DATA else data_from_config(config, out)
     model = load_model(config["model"], num_classes=data.num_classes, in_channels=data.in_channels,
-                       checkpoint=out / "model.pt", **config.get("model_options", {}))
+                       checkpoint=out / "model.pt", input_shape=data.x_train.shape[1:], input_dtype=data.x_train.dtype,
+                       **config.get("model_options", {}))
     history = json.loads((out / "history.json").read_text())
     return model, data, history
 
@@ -707,7 +708,8 @@ def train_run(out, *, model: str = "cnn", data: str = "digits", epochs: int = 10
     options = dict(model_options or {})
     schedule_options = schedule_options_of(schedule_options)
     torch.manual_seed(seed)
-    net = load_model(model, num_classes=dataset.num_classes, in_channels=dataset.in_channels, **options)
+    net = load_model(model, num_classes=dataset.num_classes, in_channels=dataset.in_channels,
+                     input_shape=dataset.x_train.shape[1:], input_dtype=dataset.x_train.dtype, **options)
     regs = [make_regularizer(spec) for spec in regularizers]
     config = {"model": model, "model_options": options, **settings, "num_classes": dataset.num_classes,
               "in_channels": dataset.in_channels, "transforms": list(dataset.transforms),

@@ -229,7 +229,7 @@ def test_normalize_options_and_refused_values(tmp_path):
     with pytest.raises(ValueError, match=r"nan.npz: 2 non-finite input value\(s\) \(NaN or inf\) in the train split"):
         load_data(str(tmp_path / "nan.npz"))
     np.savez(tmp_path / "labels.npz", x=x[:2] * 0, y=np.array([0, 5]), num_classes=3)
-    with pytest.raises(ValueError, match=r"train labels range over \[0, 5\], outside \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"train labels range over \[0, 5\], outside the 3 classes \[0, 3\)"):
         load_data(str(tmp_path / "labels.npz"))
     (tmp_path / "noise.npz").write_bytes(np.random.default_rng(0).bytes(300))
     with pytest.raises(ValueError, match="noise.npz: not a .npz file"):
@@ -406,3 +406,77 @@ def test_normalize_per_channel():
     assert torch.equal(out[:, 1], (x[:, 1] - 2.0) / 4.0) and torch.equal(out[:, 2], (x[:, 2] - 3.0) / 0.5)
     feats = torch.ones(4, 3)
     assert normalize_channels(feats, [1.0, 0.0, -1.0], [1.0, 1.0, 2.0])[0].tolist() == [0.0, 1.0, 1.0]
+
+
+# ------------------------------------------------------------------------ dtypes and bad files
+
+
+def test_inputs_keep_the_dtype_the_model_needs(tmp_path):
+    """Integer ids stay int64 (values unchanged), uint8 images are scaled by 1/255, floats and
+    booleans become float32."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 50_000, (6, 5)).astype(np.int32)
+    images = rng.integers(0, 256, (6, 1, 2, 2), dtype=np.uint8)
+    floats = rng.normal(size=(6, 3))
+    y = np.array([0, 1, 2, 0, 1, 2])
+    for name, x in (("ids", ids), ("images", images), ("floats", floats), ("flags", floats > 0)):
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
+    data = load_data(str(tmp_path / "ids.npz"))
+    assert data.x_train.dtype == torch.int64 and np.array_equal(data.x_train.numpy(), ids)
+    assert data.transforms == ("integer ids as int64",)
+    big = np.array([[2**40, 3]], dtype=np.int64).repeat(3, 0)
+    np.savez(tmp_path / "big.npz", x=big, y=np.array([0, 1, 0]))
+    assert torch.equal(load_data(str(tmp_path / "big.npz")).x_train, torch.from_numpy(big))
+    data = load_data(str(tmp_path / "images.npz"))
+    assert data.x_train.dtype == torch.float32
+    np.testing.assert_allclose(data.x_train.numpy(), images / 255.0, rtol=1e-6)
+    data = load_data(str(tmp_path / "floats.npz"))
+    assert data.x_train.dtype == torch.float32 and np.allclose(data.x_train.numpy(), floats, atol=1e-6)
+    flags = load_data(str(tmp_path / "flags.npz")).x_train
+    assert flags.dtype == torch.float32 and np.array_equal(flags.numpy(), (floats > 0).astype(np.float32))
+    # ids split, limited and shuffled stay ids; normalizing or Gaussian noise on ids is refused
+    split = load_data(str(tmp_path / "ids.npz"), test_fraction=0.5, limit=2)
+    assert split.x_train.dtype == split.x_test.dtype == torch.int64
+    assert set(map(tuple, split.x_train.tolist())) <= set(map(tuple, ids.tolist()))
+    assert corrupt(load_data(str(tmp_path / "ids.npz")), "shuffled_pixels").x_train.dtype == torch.int64
+    with pytest.raises(ValueError, match="applies to real-valued inputs; these are integer ids"):
+        load_data(str(tmp_path / "ids.npz"), normalize="standardize")
+    with pytest.raises(ValueError, match="gaussian inputs need real-valued inputs"):
+        gaussian_inputs(load_data(str(tmp_path / "ids.npz")))
+    np.savez(tmp_path / "mixed.npz", x_train=ids, y_train=y, x_test=rng.normal(size=(6, 5)), y_test=y)
+    with pytest.raises(ValueError, match="x_train is int32 \\(ids\\) but x_test is float64"):
+        load_data(str(tmp_path / "mixed.npz"))
+
+
+@pytest.mark.parametrize("value, shown", [(10.7, "10.7"), (1e12, "1000000000000.0"), (1, "1"), (-3, "-3"),
+                                          (np.nan, "nan"), ("ten", "'ten'"), (np.array([3, 4]), "shape \\(2,\\)")])
+def test_npz_num_classes_must_be_a_whole_number_in_range(tmp_path, value, shown):
+    np.savez(tmp_path / "c.npz", x=np.zeros((4, 3), np.float32), y=np.array([0, 1, 2, 0]), num_classes=value)
+    expected = f"c.npz: num_classes must be one whole number in \\[2, 1,000,000\\], got .*{shown}"
+    with pytest.raises(ValueError, match=expected):
+        load_data(str(tmp_path / "c.npz"))
+
+
+def test_npz_num_classes_whole_float_and_extra_classes_accepted(tmp_path):
+    np.savez(tmp_path / "c.npz", x=np.zeros((4, 3), np.float32), y=np.array([0, 1, 2, 0]), num_classes=12.0)
+    assert load_data(str(tmp_path / "c.npz")).num_classes == 12
+
+
+def test_npz_without_examples_is_one_clear_line(tmp_path):
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 3), np.float32), y=np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match=r"empty.npz: x holds no examples \(shape \(0, 3\)\)$"):
+        load_data(str(tmp_path / "empty.npz"))
+    np.savez(tmp_path / "notest.npz", x_train=np.zeros((2, 3), np.float32), y_train=np.array([0, 1]),
+             x_test=np.zeros((0, 3), np.float32), y_test=np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="notest.npz: x_test holds no examples"):
+        load_data(str(tmp_path / "notest.npz"))
+
+
+def test_single_class_data_is_refused_unless_num_classes_says_more(tmp_path):
+    """One class would train a 1-output model whose accuracy means nothing (NaN)."""
+    x = np.zeros((4, 3), np.float32)
+    np.savez(tmp_path / "one.npz", x=x, y=np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match=r"one.npz: every label is 0: a classifier needs at least 2 classes"):
+        load_data(str(tmp_path / "one.npz"))
+    np.savez(tmp_path / "some.npz", x=x, y=np.zeros(4, np.int64), num_classes=10)
+    assert load_data(str(tmp_path / "some.npz")).num_classes == 10

@@ -1,6 +1,9 @@
 """Model registry, architectures (parameter counts, forward passes, options) and loading."""
 import functools
+import os
+import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -218,3 +221,113 @@ def test_mismatched_checkpoint_names_the_key(tmp_path):
         load_model("cnn", checkpoint=str(tmp_path / "junk.pt"))
     with pytest.raises(FileNotFoundError, match="nope.pt: no such checkpoint file"):
         load_model("cnn", checkpoint=str(tmp_path / "nope.pt"))
+
+
+RAISING = """
+def boom(num_classes, in_channels):
+    raise RuntimeError("CUDA is not available\\nsecond line")
+
+def missing_key(**kwargs):
+    return {}["depth"]
+"""
+
+
+def test_a_failing_factory_or_module_is_one_line_naming_the_factory(tmp_path, monkeypatch):
+    (tmp_path / "raising_factories_x.py").write_text(RAISING)
+    (tmp_path / "broken_module_x.py").write_text("raise OSError('no GPU driver')\n")
+    (tmp_path / "syntax_module_x.py").write_text("def f(:\n")
+    (tmp_path / "value_module_x.py").write_text("raise ValueError('bad setting')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"^raising_factories_x:boom: the model factory boom\(\) raised "
+                                         r"RuntimeError: CUDA is not available$"):
+        load_model("raising_factories_x:boom")
+    with pytest.raises(ValueError, match=r"the model factory missing_key\(\) raised KeyError: 'depth'$"):
+        load_model("raising_factories_x:missing_key")
+    with pytest.raises(ValueError, match=r"^broken_module_x:f: cannot import broken_module_x \(OSError: no GPU driver\)$"):
+        load_model("broken_module_x:f")
+    with pytest.raises(ValueError, match=r"cannot import syntax_module_x \(SyntaxError: "):
+        load_model("syntax_module_x:f")
+    with pytest.raises(ValueError, match=r"^value_module_x:f: cannot import value_module_x \(ValueError: bad setting\)$"):
+        load_model("value_module_x:f")
+
+
+def test_factory_module_in_the_current_folder_is_found_as_with_python_m(tmp_path, monkeypatch):
+    """``--model mymods:f`` from the folder holding mymods.py works without PYTHONPATH."""
+    (tmp_path / "cwd_factories_x.py").write_text(FACTORIES)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", os.getcwd())])
+    monkeypatch.delitem(sys.modules, "cwd_factories_x", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ValueError, match=r"no module 'cwd_factories_x' in the current folder .*elsewhere "
+                                         r"or on sys.path \(set PYTHONPATH"):
+        load_model("cwd_factories_x:make")
+    monkeypatch.chdir(tmp_path)
+    model = load_model("cwd_factories_x:make", num_classes=5, in_channels=2)
+    assert model(torch.randn(3, 2, 2, 2)).shape == (3, 5)
+    assert sys.modules["cwd_factories_x"].__file__ == str(tmp_path / "cwd_factories_x.py")
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet20", "vgg9"])
+def test_conv_models_refuse_flat_inputs_naming_both_shapes(name):
+    with pytest.raises(ValueError, match=rf"^model '{name}' takes images of shape \(n, C, H, W\); the data's inputs "
+                                         r"have shape \(n, 64\): store them as images or use --model mlp$"):
+        load_model(name, num_classes=10, in_channels=64, input_shape=(64,))
+    assert load_model(name, num_classes=10, in_channels=1, input_shape=(1, 8, 8))(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_mlp_takes_the_shape_of_the_data():
+    flat = load_model("mlp", num_classes=10, in_channels=64, input_shape=(64,), hidden=(16,))
+    assert flat(torch.randn(5, 64)).shape == (5, 10) and flat.body[1].in_features == 64
+    cifar = load_model("mlp", num_classes=10, in_channels=3, input_shape=(3, 32, 32), hidden=(16,))
+    assert cifar.body[1].in_features == 3 * 32 * 32
+    torch.manual_seed(0)
+    digits = load_model("mlp", num_classes=10, in_channels=1, input_shape=(1, 8, 8))
+    torch.manual_seed(0)
+    old = create_model("mlp", num_classes=10, in_channels=1)   # the digits default: the same parameters
+    assert all(torch.equal(a, b) for a, b in zip(digits.state_dict().values(), old.state_dict().values()))
+
+
+def test_sparse_tensor_in_a_checkpoint_is_one_line(tmp_path):
+    state = create_model("cnn", num_classes=4, in_channels=1).state_dict()
+    state["classifier.weight"] = state["classifier.weight"].to_sparse()
+    torch.save(state, tmp_path / "sparse.pt")
+    with pytest.raises(ValueError, match=r"sparse.pt: entry 'classifier.weight' is a torch.sparse_coo tensor; "
+                                         r"a state dict holds dense tensors \(save tensor.to_dense\(\)\)$"):
+        load_model("cnn", num_classes=4, in_channels=1, checkpoint=str(tmp_path / "sparse.pt"))
+
+
+def test_train_cnn_on_flat_inputs_is_one_line_naming_both_shapes(tmp_path, capsys):
+    from landscape.cli import main
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "flat.npz", x=rng.normal(size=(20, 64)).astype(np.float32), y=np.arange(20) % 4)
+    assert main(["train", "--model", "cnn", "--data", str(tmp_path / "flat.npz"), "--epochs", "1",
+                 "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("landscape train: error: model 'cnn' takes images of shape (n, C, H, W); the data's inputs have "
+                   "shape (n, 64): store them as images or use --model mlp")
+    assert main(["train", "--model", "mlp", "--model-option", "hidden=[8]", "--data", str(tmp_path / "flat.npz"),
+                 "--epochs", "1", "--out", str(tmp_path / "mlp"), "--quiet"]) == 0
+
+
+def test_a_class_count_mismatch_names_the_labels_not_only_the_checkpoint(tmp_path):
+    """Labels 1..10 make 11 classes: the checkpoint of a 10-class model then mismatches only in
+    the output layer, and the message says to check the labels."""
+    torch.save(create_model("cnn", num_classes=10, in_channels=1).state_dict(), tmp_path / "ten.pt")
+    with pytest.raises(ValueError) as err:
+        load_model("cnn", num_classes=11, in_channels=1, checkpoint=str(tmp_path / "ten.pt"))
+    assert str(err.value).endswith("the data have 11 classes (the largest label + 1, or the .npz num_classes) but "
+                                   "the checkpoint's output layer has 10: check the labels (0-based class indices?)")
+    assert "shape mismatch for 'classifier.weight': checkpoint (10, 256), model (11, 256)" in str(err.value)
+    with pytest.raises(ValueError) as err:   # another kind of mismatch: no hint about labels
+        load_model("cnn", num_classes=10, in_channels=3, checkpoint=str(tmp_path / "ten.pt"))
+    assert "labels" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_registry_models_refuse_integer_ids_in_one_line(name):
+    with pytest.raises(ValueError, match=rf"^model '{name}' takes real-valued inputs; the data hold integer ids "
+                                         r"\(torch.int64\): use your own model with an nn.Embedding"):
+        load_model(name, num_classes=3, in_channels=6, input_shape=(6,), input_dtype=torch.int64)
+    assert load_model(name, num_classes=3, in_channels=1, input_shape=(1, 8, 8), input_dtype=torch.float32)

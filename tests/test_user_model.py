@@ -128,8 +128,17 @@ def test_evaluate_accepts_the_forms_pytorch_users_have(trained):
         data_splits(5)
     with pytest.raises(TypeError, match="a one-shot generator cannot be read again on every pass"):
         data_splits(batch for batch in as_list)
-    with pytest.raises(TypeError, match="say which part holds the predictions with output="):
+    with pytest.raises(TypeError, match=r"returned a dict \(keys 'logits', 'aux'\); say which part holds the "
+                                        r"predictions with output= \(a key, an index or a callable; --output"):
         evaluate(DictModel(model), dict_loader)
+    with pytest.raises(ValueError, match=r"^output='scores': the model's output has no such part "
+                                         r"\(it has keys 'logits', 'aux'\)$"):
+        evaluate(DictModel(model), dict_loader, output="scores")
+    tuple_model = torch.nn.Sequential(model, torch.nn.Identity())
+    tuple_model.forward = lambda inputs: (model(inputs), None)
+    with pytest.raises(ValueError, match=r"^output=2: the model's output has no such part \(it has 2 items\)$"):
+        evaluate(tuple_model, (x, y), output=2)
+    assert evaluate(tuple_model, (x, y), output=0) == pytest.approx(want, rel=1e-6)
     with pytest.raises(ValueError, match=r"class labels range over \[0, 7\] but the model has 3 outputs"):
         evaluate(model, (x[:2], torch.tensor([0, 7])))
     with pytest.raises(ValueError, match="the data has no 'test' split"):

@@ -176,5 +176,6 @@ def model_and_data(args, checkpoint=None):
     options = dict(config.get("model_options", {})) if spec == config.get("model") else {}
     options.update(parse_options(args.model_option))
     model = load_model(spec, num_classes=data.num_classes, in_channels=data.in_channels,
-                       checkpoint=checkpoint_file(checkpoint), **options)
+                       checkpoint=checkpoint_file(checkpoint), input_shape=data.x_train.shape[1:],
+                       input_dtype=data.x_train.dtype, **options)
     return model, data

@@ -3,8 +3,8 @@
 Each ``figures/<name>.py`` (names starting with ``_`` are helpers) defines ``main(argv)``, takes
 ``--quick``, ``--seeds``, ``--out`` (default ``./figures_out``) and, where it uses them,
 ``--epochs`` and ``--steps``, and holds ``MEASURED = (seconds, date)``: its runtime measured on
-the 2-core machine it was developed on. The folder ships with the source checkout, not with an
-installed wheel.
+the 2-core machine it was developed on. The folder is the ``figures`` package: it ships with
+the source checkout and is installed beside ``landscape`` by ``pip install .`` (editable or not).
 """
 from __future__ import annotations
 
@@ -14,19 +14,21 @@ import textwrap
 import time
 from pathlib import Path
 
-HELP = "list (--list) or run the paper figure scripts in the repository's figures/ folder"
+from . import common
+
+HELP = "list (--list) or run the paper figure scripts (the figures/ folder, installed with the package)"
 
 
 def figures_dir() -> Path:
-    """The ``figures/`` folder beside the ``landscape`` package; a clear error when absent.
+    """The ``figures/`` folder (package) beside the ``landscape`` package; a clear error when absent.
 
     Found from this file (``landscape/commands/figures.py``): ``landscape.__file__`` is None when
     the package is imported as a namespace package (a stale editable install)."""
     folder = Path(__file__).resolve().parents[2] / "figures"
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"no figures/ folder at {folder}: the figure scripts ship with the source repository; "
-            "install it editable (pip install -e .) or run the scripts from a checkout")
+            f"no figures/ folder at {folder}: the figure scripts ship with the source repository and are "
+            "installed with it (pip install . or pip install -e . from a checkout); reinstall from a checkout")
     return folder
 
 
@@ -69,10 +71,13 @@ def add_arguments(p) -> None:
                    help="list the scripts with their runtime measured on a 2-core machine, and exit")
     p.add_argument("--quick", action="store_true", help="each script's tiny setting (for tests)")
     p.add_argument("--out", default=None, help="output folder (default ./figures_out)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per configuration (default 3)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs, for scripts that train")
-    p.add_argument("--steps", type=int, default=None,
-                   help="optimization steps, for scripts that take them (Tammes SGD steps, LinR rounds)")
+    p.add_argument("--seeds", type=common.positive_int, default=None,
+                   help="seeds per configuration (default 3; at least 2 where a script takes intervals)")
+    p.add_argument("--epochs", type=common.positive_int, default=None,
+                   help="training epochs, for scripts that train (default: each script's own)")
+    p.add_argument("--steps", type=common.positive_int, default=None,
+                   help="optimization steps, for scripts that take them (Tammes SGD steps, LinR rounds; "
+                        "default: each script's own)")
 
 
 def run(args) -> int:
