@@ -32,6 +32,7 @@ import time
 from typing import Callable, Optional
 
 import numpy as np
+from tqdm import tqdm
 
 GRACE_SECONDS = 2.0   # a failing worker waits this long for rank 0 to close the file, then aborts
 SEND_SECONDS = 0.5    # a worker sends its rows at least this often
@@ -182,7 +183,80 @@ def guard(comm, prog: str = "landscape"):
         comm.Abort(1)
 
 
+# ----------------------------------------------------------------------------- runners
+class SerialRunner:
+    """One process: the steps a surface takes, run plainly. :class:`MPIRunner` has the same
+    methods over the ranks of a communicator, so the surface code never branches on MPI."""
+
+    root = True
+    ranks = 1
+
+    def on_root(self, fn: Callable):
+        """``fn()`` (on rank 0 only, its result shared, under MPI)."""
+        return fn()
+
+    def on_all(self, fn: Callable):
+        """``fn()`` (on every rank, a failure on any raised on all, under MPI)."""
+        return fn()
+
+    def share(self, value):
+        """``value`` (rank 0's, under MPI)."""
+        return value
+
+    def evaluate(self, evaluate: Callable[[np.ndarray], np.ndarray], grid, indices, *, write: Callable,
+                 chunk: int = 1, progress: bool = True, desc: str = "surface") -> None:
+        """:func:`evaluate_points`."""
+        evaluate_points(evaluate, grid, indices, write=write, chunk=chunk, progress=progress, desc=desc)
+
+
+class MPIRunner(SerialRunner):
+    """The ranks of ``comm`` share the points (:func:`evaluate_shared`); rank 0 alone touches
+    files (:func:`on_root`) and gets every row."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.root = comm.Get_rank() == 0
+        self.ranks = comm.Get_size()
+
+    def on_root(self, fn: Callable):
+        """:func:`on_root`."""
+        return on_root(self.comm, fn)
+
+    def on_all(self, fn: Callable):
+        """:func:`on_all`."""
+        return on_all(self.comm, fn)
+
+    def share(self, value):
+        """Rank 0's ``value`` on every rank."""
+        return self.comm.bcast(value, root=0)
+
+    def evaluate(self, evaluate, grid, indices, *, write, chunk=1, progress=True, desc="surface") -> None:
+        """:func:`evaluate_shared`."""
+        evaluate_shared(self.comm, evaluate, grid, indices, write=write, chunk=chunk, progress=progress, desc=desc)
+
+
+def runner(comm=None) -> SerialRunner:
+    """The runner for ``comm``: :class:`SerialRunner` without one (or with a single rank),
+    else :class:`MPIRunner`. A runner passes through unchanged."""
+    if isinstance(comm, SerialRunner):
+        return comm
+    return SerialRunner() if comm is None or comm.Get_size() == 1 else MPIRunner(comm)
+
+
 # ----------------------------------------------------------------------------- the point loop
+def evaluate_points(evaluate: Callable[[np.ndarray], np.ndarray], grid, indices, *, write: Callable,
+                    chunk: int = 1, progress: bool = True, desc: str = "surface") -> None:
+    """Evaluate ``evaluate(coords (k, ndim)) -> rows (k, ncols)`` at the flat point ``indices``
+    of ``grid``, ``chunk`` points at a time, calling ``write(indices, rows)`` after each chunk.
+    A progress bar (points/s) goes to stderr unless ``progress`` is False."""
+    indices = np.asarray(indices, dtype=np.int64)
+    with tqdm(total=len(indices), unit="pt", desc=desc, disable=not progress, leave=False) as bar:
+        for start in range(0, len(indices), chunk):
+            part = indices[start:start + chunk]
+            write(part, evaluate(grid.coords(part)))
+            bar.update(len(part))
+
+
 def _fault(evaluate: Callable, rank: int) -> Callable:
     """``evaluate`` raising RuntimeError after LANDSCAPE_FAULT_AFTER points on rank
     LANDSCAPE_FAULT_RANK (test-only)."""
@@ -209,7 +283,7 @@ def _probe(comm, source, tag, status, wait: bool) -> bool:
 
 def evaluate_shared(comm, evaluate: Callable[[np.ndarray], np.ndarray], grid, indices, *,
                     write: Callable, chunk: int = 1, progress: bool = True, desc: str = "surface") -> None:
-    """:func:`landscape.surface.evaluate_points` over the ranks of ``comm``, in chunks of
+    """:func:`evaluate_points` over the ranks of ``comm``, in chunks of
     ``chunk`` indices. On rank 0 ``write(indices, rows)`` gets every rank's rows; on other
     ranks, their own (and they are sent to rank 0). Returns on rank 0 once all rows are in;
     raises :class:`RankFailed` there when another rank reports an error."""
@@ -217,8 +291,6 @@ def evaluate_shared(comm, evaluate: Callable[[np.ndarray], np.ndarray], grid, in
     if comm.Get_rank() != 0:
         _work(comm, evaluate, grid, write)
         return
-    from tqdm import tqdm
-
     indices = np.asarray(indices, dtype=np.int64)
     chunks = [indices[i:i + chunk] for i in range(0, len(indices), chunk)]
     with tqdm(total=len(indices), unit="pt", desc=desc, disable=not progress, leave=False) as bar:

@@ -16,14 +16,16 @@ as reaching the target. The answer is the upper end of the final bracket: the cr
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from torch import nn
 
 from .directions import Directions
 from .evaluate import Evaluator
+from .grid import Axes
 
 LossAt = Callable[[np.ndarray], np.ndarray]
 
@@ -158,3 +160,28 @@ def direction_spans(model: nn.Module, data, directions: Directions, *, split: st
         spans.append(auto_span(evaluator, factor=factor, target=target, start=start, max_span=max_span,
                                rtol=rtol, both_sides=both_sides, column=f"{split}_loss"))
     return spans
+
+
+SPAN_BATCH_SIZE = 256  # the batch size of the span search when none is given: not timed, so reruns agree
+
+
+def automatic_spans(model: nn.Module, data, directions: Directions, axes: Axes, *, split: str, loss,
+                    evaluation: dict, progress: bool = True) -> Tuple[Dict[int, float], dict]:
+    """The spans of the automatic axes of ``axes`` (:meth:`landscape.grid.Axes.grid` makes them
+    ``-s:s:num``): where the ``split`` loss along each first reaches its factor times the center
+    loss (:func:`direction_spans`), and the file attributes recording them."""
+    options = {k: v for k, v in evaluation.items() if k in ("device", "output", "precision")}
+    options["batch_size"] = evaluation.get("batch_size") or SPAN_BATCH_SIZE
+    spans, attrs = {}, {}
+    for i, (num, factor) in axes.automatic.items():
+        one = Directions([directions.axes[i]], directions.dir_type, [directions.info[i]], directions.meta)
+        span = direction_spans(model, data, one, split=split, loss=loss, factor=factor, **options)[0]
+        # found to 1 % by bisection; 3 digits keep a resumed file's grid equal despite float noise
+        axis, s = "xyz"[i], float(f"{span.span:.3g}")
+        spans[i] = s
+        attrs.update({f"{axis}span_auto": s, f"{axis}span_factor": factor, f"{axis}span_reached": bool(span.reached)})
+        if progress:
+            reached = "" if span.reached else f" (not reached by {s:g}: the span is capped)"
+            print(f"{axis} axis auto: the {split} loss reaches {factor:g}x its center value "
+                  f"{span.center_loss:.4g} at +-{s:g}{reached}; axis -{s:g}:{s:g}:{num}", file=sys.stderr, flush=True)
+    return spans, attrs

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.directions import random_directions
+from landscape.sharding import SerialRunner
 from landscape.store import read_surface
 from landscape.surface import compute_surface, interpolate
 
@@ -79,32 +80,39 @@ class Stop(Exception):
     pass
 
 
+class Recording(SerialRunner):
+    """A one-process runner that records the points written (and stops after ``stop`` of them)."""
+
+    def __init__(self, stop=None):
+        self.seen, self.stop = [], stop
+
+    def evaluate(self, evaluate, grid, indices, *, write, **options):
+        def recorded(part, rows):
+            write(part, rows)
+            self.seen.extend(part.tolist())
+            if self.stop is not None and len(self.seen) >= self.stop:
+                raise Stop
+        super().evaluate(evaluate, grid, indices, write=recorded, **options)
+
+
 def test_interrupted_surface_resumes_to_the_one_go_result(tmp_path):
     model, data = cnn_problem()
     d = random_directions(model, ndim=2, seed=4)
     grid = dict(x="-1:1:4", y="-1:1:3")
     whole = compute_surface(model, data, directions=d, progress=False, **grid)
-    path, seen = tmp_path / "s.h5", []
-
-    def stop_after_five(indices, rows):
-        seen.extend(indices)
-        if len(seen) >= 5:
-            raise Stop
-
+    path, first = tmp_path / "s.h5", Recording(stop=5)
     with pytest.raises(Stop):
-        compute_surface(model, data, directions=d, surf_file=path, progress=False, on_rows=stop_after_five, **grid)
+        compute_surface(model, data, directions=d, surf_file=path, progress=False, comm=first, **grid)
     half = read_surface(path)
     assert half.done.sum() == 5 and np.isnan(half["train_loss"]).sum() == 7
-    rest = []
-    resumed = compute_surface(model, data, directions=d, surf_file=path, progress=False,
-                              on_rows=lambda i, r: rest.extend(i), **grid)
-    assert sorted(rest) == sorted(set(range(12)) - set(seen))
+    rest = Recording()
+    resumed = compute_surface(model, data, directions=d, surf_file=path, progress=False, comm=rest, **grid)
+    assert sorted(rest.seen) == sorted(set(range(12)) - set(first.seen)) and resumed.computed == 7
     for key in whole.values:
         np.testing.assert_allclose(resumed[key], whole[key], rtol=1e-12)
         np.testing.assert_allclose(read_surface(path)[key], whole[key], rtol=1e-12)
-    again = []
-    compute_surface(model, data, directions=d, surf_file=path, progress=False, on_rows=lambda i, r: again.extend(i), **grid)
-    assert again == []
+    again = compute_surface(model, data, directions=d, surf_file=path, progress=False, **grid)
+    assert again.computed == 0 and again.done.all()
 
 
 def test_de_facto_file_with_minus_one_entries_resumes_only_those(tmp_path):
@@ -120,10 +128,9 @@ def test_de_facto_file_with_minus_one_entries_resumes_only_those(tmp_path):
             flat = values.reshape(-1).copy()
             flat[missing] = -1
             f[key] = flat.reshape(len(x), len(y))
-    computed = []
-    result = compute_surface(model, data, directions=d, x=x, y=y, surf_file=path, progress=False,
-                             on_rows=lambda i, r: computed.extend(i))
-    assert sorted(computed) == missing
+    recording = Recording()
+    result = compute_surface(model, data, directions=d, x=x, y=y, surf_file=path, progress=False, comm=recording)
+    assert sorted(recording.seen) == missing
     for key in whole.values:
         np.testing.assert_allclose(result[key], whole[key], rtol=1e-12)
         np.testing.assert_allclose(read_surface(path)[key], whole[key], rtol=1e-12)
