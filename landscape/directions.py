@@ -192,8 +192,13 @@ def target_directions(model: nn.Module, *targets: Source, dir_type: str = "weigh
     base = tensors_of(model, names)
     axes = []
     for target in targets:
+        other = tensors_of(target, names)
+        for name, w, t in zip(names, base, other):
+            if tuple(t.shape) != tuple(w.shape):
+                raise ValueError(f"the other model / checkpoint's {name!r} has shape {tuple(t.shape)}, the model's "
+                                 f"is {tuple(w.shape)}: interpolation needs two models of one architecture")
         axes.append([(t.to(w.dtype) - w) if w.is_floating_point() else torch.zeros(w.shape)
-                     for w, t in zip(base, tensors_of(target, names))])
+                     for w, t in zip(base, other)])
     return Directions(axes, dir_type, [{"kind": "target"} for _ in axes])
 
 

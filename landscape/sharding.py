@@ -16,6 +16,10 @@ rank is printed with the rank's number and, under :func:`guard`, ends the whole 
 :data:`GRACE_SECONDS`). Rows already written are flushed, so a rerun -- with any number of
 ranks -- resumes.
 
+The surface code sees none of this: it calls a *runner* (:func:`runner`): :class:`SerialRunner`
+in one process, :class:`MPIRunner` over ranks, with the same methods (``on_root``, ``on_all``,
+``share``, ``evaluate``).
+
 mpi4py is imported only when an MPI launch is detected (:func:`launched`) or forced; a single
 process never initializes MPI.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -191,13 +196,13 @@ class SerialRunner:
     root = True
     ranks = 1
 
-    def on_root(self, fn: Callable):
-        """``fn()`` (on rank 0 only, its result shared, under MPI)."""
-        return fn()
+    def on_root(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)`` (on rank 0 only, its result shared, under MPI)."""
+        return fn(*args, **kwargs)
 
-    def on_all(self, fn: Callable):
-        """``fn()`` (on every rank, a failure on any raised on all, under MPI)."""
-        return fn()
+    def on_all(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)`` (on every rank, a failure on any raised on all, under MPI)."""
+        return fn(*args, **kwargs)
 
     def share(self, value):
         """``value`` (rank 0's, under MPI)."""
@@ -218,13 +223,13 @@ class MPIRunner(SerialRunner):
         self.root = comm.Get_rank() == 0
         self.ranks = comm.Get_size()
 
-    def on_root(self, fn: Callable):
-        """:func:`on_root`."""
-        return on_root(self.comm, fn)
+    def on_root(self, fn: Callable, *args, **kwargs):
+        """:func:`on_root` of ``fn(*args, **kwargs)``."""
+        return on_root(self.comm, functools.partial(fn, *args, **kwargs))
 
-    def on_all(self, fn: Callable):
-        """:func:`on_all`."""
-        return on_all(self.comm, fn)
+    def on_all(self, fn: Callable, *args, **kwargs):
+        """:func:`on_all` of ``fn(*args, **kwargs)``."""
+        return on_all(self.comm, functools.partial(fn, *args, **kwargs))
 
     def share(self, value):
         """Rank 0's ``value`` on every rank."""

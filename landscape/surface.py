@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from torch import nn
 
 from regularizers.evaluation import Tensors, data_splits, loss_name, resolve_loss
@@ -31,7 +32,7 @@ from regularizers.evaluation import Tensors, data_splits, loss_name, resolve_los
 from .directions import Directions, random_directions, target_directions
 from .evaluate import Evaluator, value_keys
 from .files import AxisRecipe, open_directions, surface_file_name, weights_sha256
-from .grid import Axes, AxisSpec, Grid, resolve_axes
+from .grid import Axes, AxisSpec, Grid, available_memory, resolve_axes
 from .sharding import SerialRunner, runner
 from .span import automatic_spans
 from .store import SurfaceResult, SurfaceWriter, check_surface, create_surface, read_surface, tensors_sha256
@@ -60,7 +61,7 @@ def surface_settings(data, directions: Directions, *, loss, splits: Sequence[str
             "weights_sha256": weights}
 
 
-def check_options(data, splits, loss, evaluation: dict) -> Tuple[str, ...]:
+def check_options(model: nn.Module, data, splits, loss, evaluation: dict) -> Tuple[str, ...]:
     """Every keyword checked before any file is touched; returns the splits to compute."""
     available = data_splits(data)
     splits = tuple(available) if splits is None else tuple(splits)
@@ -71,12 +72,28 @@ def check_options(data, splits, loss, evaluation: dict) -> Tuple[str, ...]:
     if len(set(splits)) != len(splits):
         raise ValueError(f"splits {', '.join(splits)}: a split is named twice")
     resolve_loss(loss)
+    check_points_per_pass(model, evaluation.get("points_per_pass"), evaluation.get("device"))
     allowed = set(inspect.signature(Evaluator).parameters) - {"model", "data", "directions", "splits", "loss"}
     unknown = sorted(set(evaluation) - allowed)
     if unknown:
         raise TypeError(f"compute_surface got unknown keyword(s) {', '.join(unknown)}; "
                         f"evaluation options are {', '.join(sorted(allowed))}")
     return splits
+
+
+def check_points_per_pass(model: nn.Module, points_per_pass: Optional[int], device=None) -> None:
+    """Refuse a ``points_per_pass`` whose perturbed weights alone (one copy of the model's
+    tensors per point of a pass) exceed the memory available on ``device``; one line with both sizes."""
+    if not isinstance(points_per_pass, int) or points_per_pass <= 1:
+        return
+    per_point = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    need = points_per_pass * per_point
+    device = torch.device(device) if device is not None else next(model.parameters(), torch.empty(0)).device
+    available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory()
+    if need > available:
+        raise ValueError(f"points_per_pass={points_per_pass:,} needs about {need / 2**30:.1f} GiB for the perturbed "
+                         f"weights alone ({points_per_pass:,} copies of {per_point / 2**20:.2f} MiB), more than the "
+                         f"{available / 2**30:.1f} GiB available on {device.type}; use fewer points per pass")
 
 
 def surface_directions(model: nn.Module, directions: Union[Directions, Sequence[AxisRecipe]], ndim: int, *,
@@ -191,7 +208,8 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
             (:func:`landscape.files.open_directions`). Direction files are bound to the weights
             they were made for: never reused for other weights.
         dir_type, stem: the tensors moved (``weights`` or ``states``) and the stem of derived names.
-        attrs: provenance stored in the files (e.g. :func:`landscape.files.provenance`).
+        attrs: provenance stored in the files (e.g. :func:`landscape.files.provenance`); its
+            ``weights_sha256``, when given, is taken as the model's (not hashed again).
         comm: an mpi4py communicator (or a :mod:`landscape.sharding` runner) whose ranks share the
             points (call on every rank with the same arguments). Rank 0 alone touches files and
             returns the whole surface; other ranks return the points they computed. Errors in the
@@ -220,8 +238,8 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
     [4.0, 0.0, 4.0]
     """
     run, axes = runner(comm), resolve_axes(x, y, z)
-    splits = check_options(data, splits, loss, evaluation)
-    weights = weights_sha256(model)  # hashed once per surface
+    splits = check_options(model, data, splits, loss, evaluation)
+    weights = (attrs or {}).get("weights_sha256") or weights_sha256(model)  # hashed once per surface
     directions, dir_file = run.on_root(lambda: surface_directions(
         model, directions, axes.ndim, weights=weights, dir_type=dir_type, dir_file=dir_file, stem=stem, attrs=attrs))
     grid, span_attrs = run.on_root(lambda: surface_grid(model, data, directions, axes, split=splits[0], loss=loss,

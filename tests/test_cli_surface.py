@@ -27,23 +27,34 @@ def loss_of(model, split="test"):
 
 def test_surface_command_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test"]) == 0
+    grid = ["--x=-1:1:3", "--y=-1:1:3", "--splits", "test"]
+    assert main(["surface", *MODEL, *grid]) == 0
     dir_file = "cnn_weights_xignore=biasbn_xnorm=filter_yignore=biasbn_ynorm=filter_seed=0.h5"
-    surf_file = dir_file[:-3] + "_[-1,1,3]x[-1,1,2]_test.h5"
-    assert f"{surf_file}: 6/6 points (6 computed" in capsys.readouterr().out
+    surf_file = dir_file[:-3] + "_[-1,1,3]x[-1,1,3]_test.h5"
+    assert f"{surf_file}: 9/9 points (9 computed" in capsys.readouterr().out
     surface = read_surface(surf_file)
-    assert surface["test_loss"].shape == (2, 3) and np.isfinite(surface["test_loss"]).all()
+    assert surface["test_loss"].shape == (3, 3) and surface.attrs["batch_size"] > 0
+    # the center is the model itself (built from --seed 0 without a checkpoint)
+    np.testing.assert_allclose(surface["test_loss"][1, 1], loss_of(tiny_cnn(0)), rtol=1e-5)
     assert surface.dir_file == dir_file and surface.attrs["model"] == "cnn" and surface.attrs["data"] == "digits"
     assert read_attrs(dir_file)["xnorm"] == "filter" and read_attrs(dir_file)["checkpoint_sha256"] == "none"
-    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test"]) == 0
-    assert "6/6 points (0 computed" in capsys.readouterr().out
-    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test", "--loss_name", "mse",
-                 "--surf_file", surf_file]) == 2
+    assert main(["surface", *MODEL, *grid]) == 0
+    assert "9/9 points (0 computed" in capsys.readouterr().out
+    assert main(["surface", *MODEL, *grid, "--loss_name", "mse", "--surf_file", surf_file]) == 2
     assert "made with loss='crossentropy', not 'mse'" in capsys.readouterr().err
     with h5py.File(dir_file, "r+") as f:  # as if made for other weights
         f.attrs["weights_sha256"] = "0123"
-    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test"]) == 2
-    assert "was made with weights_sha256='0123'" in capsys.readouterr().err
+    # a derived name is never reused for other weights: a new file named with the weights' hash
+    assert main(["surface", *MODEL, *grid]) == 0
+    weights = read_attrs(surf_file)["weights_sha256"]
+    bound = dir_file[:-3] + f"_w={weights[:12]}.h5"
+    assert f"{bound[:-3]}_[-1,1,3]x[-1,1,3]_test.h5: 9/9 points (9 computed" in capsys.readouterr().out
+    assert read_attrs(bound)["weights_sha256"] == weights
+    # a name given explicitly is refused in one line
+    assert main(["surface", *MODEL, *grid, "--dir_file", dir_file, "--surf_file", "other.h5"]) == 2
+    err = capsys.readouterr().err
+    assert "holds directions normalized to other weights" in err and err.count("\n") == 1
+    assert not (tmp_path / "other.h5").exists()
 
 
 def test_checkpoints_targets_and_interpolate(tmp_path, monkeypatch, capsys):
