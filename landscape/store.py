@@ -292,21 +292,23 @@ def _stored_value_keys(f: h5py.File, size: int) -> List[str]:
 
 
 def prepare_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_file: str = "",
-                    batch_size: Optional[int] = None) -> np.ndarray:
+                    batch_size: Optional[int] = None, batch_size_choice: str = "") -> np.ndarray:
     """Create the surface file, or check an existing one against the settings; return the flat
     indices of the points still to compute (:func:`check_surface`, then :func:`create_surface`)."""
     found = check_surface(path, grid=grid, keys=keys, attrs=attrs)
     if found is not None:
         return found[0]
-    create_surface(path, grid=grid, keys=keys, attrs=attrs, dir_file=dir_file, batch_size=batch_size)
+    create_surface(path, grid=grid, keys=keys, attrs=attrs, dir_file=dir_file, batch_size=batch_size,
+                   batch_size_choice=batch_size_choice)
     return np.arange(grid.size)
 
 
 def create_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_file: str = "",
-                   batch_size: Optional[int] = None) -> Path:
+                   batch_size: Optional[int] = None, batch_size_choice: str = "") -> Path:
     """A new surface file: coordinates, NaN values, zero ``done`` marks, ``version``, the
-    settings ``attrs`` and ``batch_size`` (a number: the batch size the file is begun with). All
-    of it is written at creation (atomically); later writes only overwrite value bytes in place."""
+    settings ``attrs``, ``batch_size`` (a number: the batch size the file is begun with) and
+    ``batch_size_choice`` (how it was chosen, e.g. ``"auto: 128 of 64,128,256"``). All of it is
+    written at creation (atomically); later writes only overwrite value bytes in place."""
     path = Path(path)
     with _creating(path) as f:
         f["dir_file"] = str(dir_file)
@@ -321,6 +323,8 @@ def create_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_fi
             f.attrs[key] = canonical(value)
         if batch_size is not None:
             f.attrs["batch_size"] = int(batch_size)
+        if batch_size_choice:
+            f.attrs["batch_size_choice"] = str(batch_size_choice)
     return path
 
 

@@ -255,10 +255,10 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
                                begun=plan.batch_size)
     if surf_file is not None and plan.new:
         run.on_root(lambda: create_surface(surf_file, grid=grid, keys=keys, attrs=settings, dir_file=dir_file or "",
-                                           batch_size=evaluator.batch_size))
+                                           batch_size=evaluator.batch_size, batch_size_choice=evaluator.batch_size_note))
     result = (read_surface(surf_file) if surf_file is not None and run.root else
-              SurfaceResult.empty(grid, keys, attrs={**settings, "batch_size": evaluator.batch_size},
-                                  dir_file=dir_file or ""))
+              SurfaceResult.empty(grid, keys, dir_file=dir_file or "", attrs={
+                  **settings, "batch_size": evaluator.batch_size, "batch_size_choice": evaluator.batch_size_note}))
     label = f"{Path(stem).name} " + " ".join(f"{a}:{len(c)}" for a, c in zip("xyz", grid.axes))
     result = evaluate_missing(run, evaluator, grid, plan, result, surf_file, keys=keys, progress=progress,
                               desc=f"{label} (batch {evaluator.batch_size_note})")
