@@ -467,7 +467,11 @@ class SurfaceWriter:
 def _reason(err: BaseException) -> str:
     """The system's words from an HDF5 error (``error message = '...'``), else the first line."""
     found = re.search(r"error message = '([^']*)'", str(err))
-    return found.group(1).lower() if found else str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if found:
+        return found.group(1).lower()
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def read_surface(path) -> SurfaceResult:
