@@ -170,3 +170,36 @@ def test_interpolation_ends_at_both_models():
         x, y = data["test"]
         expected = F.cross_entropy(model.eval()(x), y).item()
         assert line["test_loss"][at] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_notebook_loop_over_models_equals_fresh_computations_and_writes_nothing(tmp_path, monkeypatch):
+    """The same default recipes for model A then model B (filter-normalized to each): every
+    surface equals one computed from that model's own directions; the current folder stays empty;
+    derived direction files are bound to the weights they were normalized to."""
+    from landscape.files import AxisRecipe
+
+    monkeypatch.chdir(tmp_path)
+    (model_a, data), (model_b, _) = cnn_problem(), cnn_problem()
+    with torch.no_grad():  # model B: model A's weights scaled, so filter-normalized directions differ
+        for p in model_b.parameters():
+            p.mul_(3.0)
+    for model in (model_a, model_b, model_a):
+        got = compute_surface(model, data, directions=[AxisRecipe(seed=0)], x="-1:1:3", progress=False)
+        fresh = compute_surface(model, data, directions=random_directions(model, ndim=1, seed=0), x="-1:1:3",
+                                progress=False)
+        for key in fresh.values:
+            np.testing.assert_array_equal(got[key], fresh[key])
+    assert list(tmp_path.iterdir()) == []
+    # with derived files (dir_file="auto"): model B never reuses model A's file
+    files = tmp_path / "files"
+    files.mkdir()
+    monkeypatch.chdir(files)
+    for model in (model_a, model_b):
+        got = compute_surface(model, data, directions=[AxisRecipe(seed=0)], x="-1:1:3", progress=False,
+                              dir_file="auto", surf_file="auto")
+        fresh = compute_surface(model, data, directions=random_directions(model, ndim=1, seed=0), x="-1:1:3",
+                                progress=False)
+        np.testing.assert_array_equal(got["train_loss"], fresh["train_loss"])
+    assert len(list(files.glob("model_weights_*_seed=0*.h5"))) == 4  # two direction files, two surfaces
+    assert not np.allclose(got["train_loss"], compute_surface(model_a, data, directions=[AxisRecipe(seed=0)],
+                                                              x="-1:1:3", progress=False)["train_loss"])
