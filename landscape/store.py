@@ -105,8 +105,8 @@ def _open(path, mode: str = "r", name=None) -> h5py.File:
         text = str(err)  # "Unable to synchronously open file (file signature not found)"
         system = re.search(r"errno = (\d+), error message = '([^']*)'", text)
         if system and int(system.group(1)) != 0:  # the system refused (read-only file system, ...)
-            action = "read" if mode == "r" else "open for writing"
-            raise ValueError(f"{name}: cannot {action} the file ({system.group(2).lower()})") from None
+            action = "read the file" if mode == "r" else "open the file for writing"
+            raise ValueError(f"{name}: cannot {action} ({system.group(2).lower()})") from None
         reason = text[text.find("(") + 1:text.rfind(")")] if "(" in text else text
         reason = " ".join(reason.split()).lower() or "unreadable"
         raise ValueError(f"{name}: not a readable HDF5 file ({reason})") from None

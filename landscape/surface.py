@@ -72,7 +72,7 @@ def check_options(model: nn.Module, data, splits, loss, evaluation: dict) -> Tup
     if len(set(splits)) != len(splits):
         raise ValueError(f"splits {', '.join(splits)}: a split is named twice")
     resolve_loss(loss)
-    check_points_per_pass(model, evaluation.get("points_per_pass"), evaluation.get("device"))
+    check_points_per_pass(model, data, splits[0], evaluation)
     allowed = set(inspect.signature(Evaluator).parameters) - {"model", "data", "directions", "splits", "loss"}
     unknown = sorted(set(evaluation) - allowed)
     if unknown:
@@ -81,18 +81,43 @@ def check_options(model: nn.Module, data, splits, loss, evaluation: dict) -> Tup
     return splits
 
 
-def check_points_per_pass(model: nn.Module, points_per_pass: Optional[int], device=None) -> None:
-    """Refuse a ``points_per_pass`` whose perturbed weights alone (one copy of the model's
-    tensors per point of a pass) exceed the memory available on ``device``; one line with both sizes."""
-    if not isinstance(points_per_pass, int) or points_per_pass <= 1:
+def activation_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
+    """Bytes of the outputs of every leaf module for one example ``inputs`` (1, ...), found
+    by one forward pass in eval mode (the model's modes are restored; nothing else changes)."""
+    sizes, modes = [], {m: m.training for m in model.modules()}
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * out.element_size())
+                                     if isinstance(out, torch.Tensor) else None)
+             for m in model.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model.eval()(inputs.to(next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, mode in modes.items():
+            m.train(mode)
+    return sum(sizes)
+
+
+def check_points_per_pass(model: nn.Module, data, split: str, evaluation: dict) -> None:
+    """Refuse a ``points_per_pass`` whose pass would not fit in the memory available: one copy
+    of the model's state plus a batch's activations (:func:`activation_bytes`; a batch of 64
+    when none is given) per point. One line with both sizes."""
+    points = evaluation.get("points_per_pass")
+    if not isinstance(points, int) or points <= 1:
         return
+    source = data_splits(data)[split]
     per_point = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    need = points_per_pass * per_point
-    device = torch.device(device) if device is not None else next(model.parameters(), torch.empty(0)).device
+    if isinstance(source, Tensors) and source.x.is_floating_point():
+        try:
+            per_point += (evaluation.get("batch_size") or 64) * activation_bytes(model, source.x[:1])
+        except Exception:  # a model this probe cannot run: its weights alone are counted
+            pass
+    device = torch.device(evaluation.get("device") or next(model.parameters()).device)
     available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory()
-    if need > available:
-        raise ValueError(f"points_per_pass={points_per_pass:,} needs about {need / 2**30:.1f} GiB for the perturbed "
-                         f"weights alone ({points_per_pass:,} copies of {per_point / 2**20:.2f} MiB), more than the "
+    if points * per_point > available:
+        raise ValueError(f"points_per_pass={points:,} needs about {points * per_point / 2**30:.1f} GiB "
+                         f"({per_point / 2**20:.2f} MiB of weights and activations per point), more than the "
                          f"{available / 2**30:.1f} GiB available on {device.type}; use fewer points per pass")
 
 

@@ -1,7 +1,9 @@
+import contextlib
 import json
 
 import h5py
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -115,3 +117,44 @@ def test_trajectory_command(tmp_path, capsys):
     assert surface.dir_file.endswith("trajectory_directions.h5") and surface.done.all()
     figure = run / "trajectory.png"
     assert figure.stat().st_size > 1000 and "the loss contours" in out
+
+
+def test_bad_flags_and_files_are_one_line_naming_the_problem(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    torch.save(tiny_cnn(5).state_dict(), "narrow.pt")
+    torch.save(load_model("cnn", num_classes=10, in_channels=1, channels=[4, 16]).state_dict(), "wide.pt")
+    base = [*MODEL, "--checkpoint", "narrow.pt"]
+    cases = [
+        (["surface", *base, "--x="], "x axis '': expected start:stop:num"),
+        (["surface", *base, "--x=-1e308:1e308:3"], "start and stop must be finite"),
+        (["surface", *base, "--x=0:0:1", "--points-per-pass", "100000000"], "points_per_pass=100,000,000 needs about"),
+        (["surface", *base, "--x=0:0:1", "--splits", "train,train"], "argument --splits: 'train,train' names a split twice"),
+        (["surface", *base, "--x=0:0:1", "--batch-size", "0"], "argument --batch-size/--batch_size: 0 is not >= 1"),
+        (["interpolate", *base, "--model_file2", "wide.pt", "--x=0:1:2"], "wide.pt does not fit the model"),
+        (["trajectory", "run", "--margin", "nan"], "argument --margin: 'nan' is not a finite number"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) if "argument" in message else contextlib.nullcontext():
+            assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert message in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["narrow.pt", "wide.pt"]  # nothing written
+    # a grid changed by 1e-7 is printed with the digits that tell the two apart
+    files = ["--surf_file", "g.h5", "--dir_file", "gd.h5", "--splits", "test"]
+    assert main(["surface", *base, "--x=0:1:3", *files]) == 0
+    assert main(["surface", *base, "--x=0:1.0000001:3", *files]) == 2
+    assert "made for another grid ([0,1,3], not [0,1.0000001,3])" in capsys.readouterr().err
+    with h5py.File("g.h5", "r+") as f:
+        f.attrs["version"] = "1"
+    assert main(["surface", *base, "--x=0:1:3", *files]) == 2
+    assert "not a surface file of this toolkit" in capsys.readouterr().err
+
+
+def test_progress_bars_name_the_model_and_the_grid(capsys):
+    from landscape.directions import random_directions
+    from landscape.surface import compute_surface
+
+    model, data = tiny_cnn(6), load_data("digits")
+    compute_surface(model, data, directions=random_directions(model, ndim=2), x="-1:1:3", y="-1:1:2",
+                    stem="runs/a/model.pt", splits=["test"], batch_size=256)
+    assert "model.pt x:3 y:2 (batch 256" in capsys.readouterr().err

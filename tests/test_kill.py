@@ -240,3 +240,14 @@ def test_a_full_disk_during_a_write_keeps_the_finished_points(tmp_path, monkeypa
     assert surface.done.tolist() == [True, True, False, False] and surface.attrs["batch_size"] == 8
     np.testing.assert_array_equal(surface["train_loss"][:2], [1.0, 2.0])
     assert check_surface(tmp_path / "s.h5", grid=grid, keys=["train_loss"], attrs={})[0].tolist() == [2, 3]
+
+
+def test_a_read_only_file_system_is_named_as_such(small_disk):
+    create_surface(small_disk / "s.h5", grid=make_grid("0:1:2"), keys=["train_loss"], attrs={})
+    assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)]).returncode == 0
+    try:
+        with pytest.raises(ValueError, match=r"s.h5: cannot open the file for writing \(read-only file system\)"):
+            SurfaceWriter(small_disk / "s.h5", ["train_loss"])
+        assert read_surface(small_disk / "s.h5").done.tolist() == [False, False]  # reading still works
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=False)
