@@ -128,27 +128,30 @@ def check_size(nums: Sequence[int], values_per_point: int = 4, available: Option
 
 @dataclass(frozen=True)
 class Grid:
-    """Coordinates along each direction: ``axes`` is ``(x,)``, ``(x, y)`` or ``(x, y, z)``."""
+    """Coordinates along each direction: ``coordinates`` is ``(x,)``, ``(x, y)`` or ``(x, y, z)``
+    (the name :class:`landscape.store.SurfaceResult` uses too)."""
 
-    axes: Tuple[np.ndarray, ...]
+    coordinates: Tuple[np.ndarray, ...]
 
     @property
     def ndim(self) -> int:
-        return len(self.axes)
+        """1, 2 or 3."""
+        return len(self.coordinates)
 
     @property
     def shape(self) -> Tuple[int, ...]:
         """Value-array shape: ``(nx,)``, ``(ny, nx)`` or ``(nz, ny, nx)``."""
-        return tuple(len(a) for a in reversed(self.axes))
+        return tuple(len(a) for a in reversed(self.coordinates))
 
     @property
     def size(self) -> int:
+        """The number of points."""
         return int(np.prod(self.shape))
 
     def coords(self, indices) -> np.ndarray:
         """Flat point indices (k,) -> coordinates (k, ndim), columns x, y, z."""
         multi = np.unravel_index(np.asarray(indices, dtype=np.int64), self.shape)
-        return np.stack([axis[i] for axis, i in zip(self.axes, reversed(multi))], axis=1)
+        return np.stack([axis[i] for axis, i in zip(self.coordinates, reversed(multi))], axis=1)
 
 
 AUTO_POINTS = 51     # points of an automatic axis ("auto")

@@ -110,6 +110,14 @@ def auto_span(loss_at: LossAt, *, factor: float = 2.0, target: Optional[float] =
         return math.inf if not np.all(np.isfinite(values)) else float(values.max())
 
     center = float(losses([0.0])[0])
+    target = target_loss(center, factor, target)
+    factor = target / center if center > 0 else math.inf
+    lower, upper, at_upper, reached = bracket(loss, target, start=float(start), max_span=float(max_span), rtol=rtol)
+    return Span(upper, reached, lower, center, target, at_upper, factor, count)
+
+
+def target_loss(center: float, factor: float, target: Optional[float]) -> float:
+    """The loss a span must reach: ``target``, else ``factor * center``; checked."""
     if not math.isfinite(center):
         raise ValueError(f"the loss at the center is {center}; no span can be chosen")
     if target is None:
@@ -117,19 +125,26 @@ def auto_span(loss_at: LossAt, *, factor: float = 2.0, target: Optional[float] =
             raise ValueError(f"factor must exceed 1, got {factor}")
         if center <= 0:
             raise ValueError(f"the center loss is {center:.4g}, so {factor:g}x it is no rise; give target=")
-        target = factor * center
-    elif not target > center:
+        return factor * center
+    if not target > center:
         raise ValueError(f"target {target:.4g} must exceed the center loss {center:.4g}")
-    factor = target / center if center > 0 else math.inf
-    lower, s, upper, value = 0.0, float(start), None, math.nan
+    return target
+
+
+def bracket(loss: Callable[[float], float], target: float, *, start: float, max_span: float,
+            rtol: float) -> tuple:
+    """``(lower, span, loss at span, reached)``: spans double from ``start`` until ``loss``
+    reaches ``target`` (or pass ``max_span``: ``(max_span, max_span, its loss, False)``), then
+    the bracket is bisected until ``span - lower <= rtol * span``."""
+    lower, s, upper, value = 0.0, start, None, math.nan
     while upper is None:
         value = loss(s)
         if value >= target:
             upper = s
         elif s >= max_span:
-            return Span(float(max_span), False, float(max_span), center, target, value, factor, count)
+            return max_span, max_span, value, False
         else:
-            lower, s = s, min(2 * s, float(max_span))
+            lower, s = s, min(2 * s, max_span)
     at_upper = value
     while upper - lower > rtol * upper:
         mid = (lower + upper) / 2
@@ -138,7 +153,7 @@ def auto_span(loss_at: LossAt, *, factor: float = 2.0, target: Optional[float] =
             upper, at_upper = mid, value
         else:
             lower = mid
-    return Span(upper, True, lower, center, target, at_upper, factor, count)
+    return lower, upper, at_upper, True
 
 
 def direction_spans(model: nn.Module, data, directions: Directions, *, split: str = "train",

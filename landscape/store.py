@@ -255,7 +255,7 @@ class SurfaceResult:
     @staticmethod
     def empty(grid: Grid, keys: Sequence[str], **kwargs) -> "SurfaceResult":
         values = {k: np.full(grid.shape, np.nan) for k in keys}
-        return SurfaceResult(grid.axes, values, np.zeros(grid.shape, dtype=bool), **kwargs)
+        return SurfaceResult(grid.coordinates, values, np.zeros(grid.shape, dtype=bool), **kwargs)
 
     def missing_count(self) -> int:
         """The number of points not computed yet."""
@@ -312,7 +312,7 @@ def create_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_fi
     path = Path(path)
     with _creating(path) as f:
         f["dir_file"] = str(dir_file)
-        for key, axis in zip(COORDINATES, grid.axes):
+        for key, axis in zip(COORDINATES, grid.coordinates):
             f[key] = axis
         kill_point("h5:partial")
         for key in keys:
@@ -339,8 +339,9 @@ def check_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict) -> Opti
     with _open(path) as f:
         coords = _coordinates(f, path)
         if len(coords) != grid.ndim or any(c.shape != a.shape or not np.allclose(c, a, rtol=1e-12, atol=1e-12)
-                                           for c, a in zip(coords, grid.axes)):
-            raise ValueError(f"{path}: made for another grid ({_two_grids(coords, grid.axes)}); use another surface file")
+                                           for c, a in zip(coords, grid.coordinates)):
+            raise ValueError(f"{path}: made for another grid ({_two_grids(coords, grid.coordinates)}); "
+                             "use another surface file")
         stored = _attrs(f)
         if "version" in stored:
             return _check_ours(f, path, grid, keys, stored, attrs), stored_batch_size(stored)

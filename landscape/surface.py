@@ -153,7 +153,7 @@ def surface_path(surf_file, dir_file: Optional[str], grid: Grid, loss, splits: S
         return surf_file
     if dir_file is None:
         raise ValueError("surf_file='auto' derives the name from the direction file; give dir_file")
-    return surface_file_name(dir_file, grid.axes, loss_name(loss), splits)
+    return surface_file_name(dir_file, grid.coordinates, loss_name(loss), splits)
 
 
 @dataclass
@@ -181,9 +181,21 @@ def make_evaluator(run: SerialRunner, model: nn.Module, data, directions: Direct
     resumed (``begun``: the same summation order, the same values), else rank 0's timed choice."""
     if evaluation.get("batch_size") is None and begun is not None:
         evaluation = {**evaluation, "batch_size": begun}
-    evaluator = run.on_all(lambda: Evaluator(model, data, directions, splits=splits, loss=loss, **evaluation))
+    evaluator = run.on_all(Evaluator, model, data, directions, splits=splits, loss=loss, **evaluation)
     evaluator.batch_size, evaluator.batch_size_note = run.share((evaluator.batch_size, evaluator.batch_size_note))
     return evaluator
+
+
+def start_result(run: SerialRunner, surf_file, plan: Plan, grid: Grid, keys: Sequence[str], settings: dict,
+                 dir_file: Optional[str], evaluator: Evaluator) -> SurfaceResult:
+    """The surface so far: a new file created (rank 0) with the evaluator's batch size and read
+    back, an existing one read, or (no file, other ranks) an empty result."""
+    batch = {"batch_size": evaluator.batch_size, "batch_size_choice": evaluator.batch_size_note}
+    if surf_file is not None and plan.new:
+        run.on_root(create_surface, surf_file, grid=grid, keys=keys, attrs=settings, dir_file=dir_file or "", **batch)
+    if surf_file is not None and run.root:
+        return read_surface(surf_file)
+    return SurfaceResult.empty(grid, keys, dir_file=dir_file or "", attrs={**settings, **batch})
 
 
 def evaluate_missing(run: SerialRunner, evaluator: Evaluator, grid: Grid, plan: Plan, result: SurfaceResult,
@@ -212,79 +224,58 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
                     loss="crossentropy", splits: Optional[Sequence[str]] = None, surf_file=None,
                     dir_file=None, dir_type: Optional[str] = None, stem: str = "model",
                     attrs: Optional[dict] = None, progress: bool = True, comm=None, **evaluation) -> SurfaceResult:
-    """Loss and accuracy of ``model`` at ``theta + a d1 (+ b d2 (+ c d3))`` over a grid.
+    """Loss and accuracy of ``model`` (left bit-exactly unchanged) at ``theta + a d1 (+ b d2 (+ c d3))``.
 
     Args:
-        model: any ``nn.Module``; left bit-exactly unchanged.
         data: any form of :func:`regularizers.evaluation.data_splits` (a Dataset, ``{split:
             (inputs, targets)}``, an ``(inputs, targets)`` pair, a torch Dataset, a DataLoader).
-        directions: :class:`Directions`, or one :class:`landscape.files.AxisRecipe` per axis
-            (made for this model; see ``dir_file``).
-        x, y, z: grid axes, ``"start:stop:num"`` or increasing coordinate arrays, or
-            ``"auto[:NUM[:FACTOR]]"``: ``NUM`` points over ``[-s, s]``, ``s`` the distance at which
-            the loss first reaches ``FACTOR`` times the center loss (recorded in the file).
-        loss: a name or callable ``loss(outputs, targets)`` (per-example or batch mean).
-        splits: the data splits to evaluate (default: all the data has).
-        surf_file: HDF5 file written as points are computed and resumed when it exists (made
-            with other settings -- :func:`surface_settings` -- it is refused); ``"auto"``
-            derives the name from the direction file; None keeps values in memory.
-        dir_file: where recipes' directions are kept: None (default) in memory, nothing
-            written; ``"auto"`` a name derived from ``stem`` and the recipes; or a file name
-            (:func:`landscape.files.open_directions`). Direction files are bound to the weights
-            they were made for: never reused for other weights.
-        dir_type, stem: the tensors moved (``weights`` or ``states``) and the stem of derived names.
-        attrs: provenance stored in the files (e.g. :func:`landscape.files.provenance`); its
-            ``weights_sha256``, when given, is taken as the model's (not hashed again).
-        comm: an mpi4py communicator (or a :mod:`landscape.sharding` runner) whose ranks share the
-            points (call on every rank with the same arguments). Rank 0 alone touches files and
-            returns the whole surface; other ranks return the points they computed. Errors in the
-            common steps are raised on every rank as :class:`landscape.sharding.SharedError`.
-        evaluation: options of :class:`landscape.evaluate.Evaluator` (``batch_size``,
-            ``device``, ``precision``, ``points_per_pass``, ``output``, the rewrite switches).
+        directions: :class:`Directions`, or one :class:`landscape.files.AxisRecipe` per axis.
+        x, y, z: axes ``"start:stop:num"``, increasing arrays, or ``"auto[:NUM[:FACTOR]]"`` (``NUM``
+            points over ``[-s, s]``, the loss reaching ``FACTOR`` x the center's at ``s``).
+        loss, splits: a name or ``loss(outputs, targets)``; the splits (default: all the data has).
+        surf_file: resumed when it exists (made with other :func:`surface_settings`: refused);
+            ``"auto"``: named after the direction file; None: in memory.
+        dir_file: recipes' directions kept in memory (None), in a derived file (``"auto"``, from
+            ``stem``) or a named one; bound to the weights (:func:`landscape.files.open_directions`).
+        dir_type: ``weights`` or ``states``. attrs: provenance stored in the files; its
+            ``weights_sha256``, when given, is taken as the model's.
+        comm: an mpi4py communicator (or a :mod:`landscape.sharding` runner): call on every rank;
+            rank 0 alone touches files and returns the whole surface.
+        evaluation: options of :class:`landscape.evaluate.Evaluator` (``batch_size``, ``device``,
+            ``precision``, ``points_per_pass``, ``output``, ``hooks``, the rewrite switches).
 
     Returns:
-        a :class:`SurfaceResult`: ``values[key]`` shaped ``(nx,)``, ``(ny, nx)`` or
-        ``(nz, ny, nx)`` with ``Z[i, j]`` at ``(x[j], y[i])``; ``computed`` counts the points
-        this call evaluated.
+        :class:`SurfaceResult`, ``values[key]`` shaped ``(nx,)``, ``(ny, nx)`` or ``(nz, ny, nx)``
+        (``Z[i, j]`` at ``(x[j], y[i])``); ``computed`` counts the points this call evaluated.
 
-    Raises:
-        ValueError / TypeError: bad arguments, all checked before any file is created.
-
-    A linear model under MSE has a quadratic surface, ``L(a) = mean((w + a d) u - v)^2``:
+    Under MSE a linear model's surface is the quadratic ``L(a) = mean((w + a d) u - v)^2``:
 
     >>> import torch
-    >>> from landscape.directions import Directions
     >>> model = torch.nn.Linear(1, 1, bias=False)
     >>> _ = model.weight.data.fill_(1.0)
     >>> inputs, targets = torch.ones(4, 1), torch.ones(4, 1)  # loss 0 at the model, (a d)^2 around it
     >>> line = Directions([[torch.tensor([[2.0]])]])
-    >>> result = compute_surface(model, (inputs, targets), directions=line, x="-1:1:3", loss="mse", progress=False)
-    >>> result["train_loss"].tolist()                          # (2a)^2 at a = -1, 0, 1
+    >>> compute_surface(model, (inputs, targets), directions=line, x="-1:1:3", loss="mse",
+    ...                 progress=False)["train_loss"].tolist()  # (2a)^2 at a = -1, 0, 1
     [4.0, 0.0, 4.0]
     """
     run, axes = runner(comm), resolve_axes(x, y, z)
     splits = check_options(model, data, splits, loss, evaluation)
     weights = (attrs or {}).get("weights_sha256") or weights_sha256(model)  # hashed once per surface
-    directions, dir_file = run.on_root(lambda: surface_directions(
-        model, directions, axes.ndim, weights=weights, dir_type=dir_type, dir_file=dir_file, stem=stem, attrs=attrs))
-    grid, span_attrs = run.on_root(lambda: surface_grid(model, data, directions, axes, split=splits[0], loss=loss,
-                                                        evaluation=evaluation, progress=progress))
-    surf_file = surface_path(surf_file, dir_file, grid, loss, splits)
+    directions, dir_file = run.on_root(surface_directions, model, directions, axes.ndim, weights=weights,
+                                       dir_type=dir_type, dir_file=dir_file, stem=stem, attrs=attrs)
+    grid, span_attrs = run.on_root(surface_grid, model, data, directions, axes, split=splits[0], loss=loss,
+                                   evaluation=evaluation, progress=progress)
+    surf_file, keys = surface_path(surf_file, dir_file, grid, loss, splits), value_keys(splits)
     settings = surface_settings(data, directions, loss=loss, splits=splits, weights=weights,
                                 precision=evaluation.get("precision"), attrs={**(attrs or {}), **span_attrs})
-    keys = value_keys(splits)
-    plan = run.on_root(lambda: plan_points(surf_file, grid, keys, settings))
+    plan = run.on_root(plan_points, surf_file, grid, keys, settings)
     if len(plan.pending) == 0:
         return read_surface(surf_file) if run.root else SurfaceResult.empty(grid, keys)
     evaluator = make_evaluator(run, model, data, directions, splits=splits, loss=loss, evaluation=evaluation,
                                begun=plan.batch_size)
-    if surf_file is not None and plan.new:
-        run.on_root(lambda: create_surface(surf_file, grid=grid, keys=keys, attrs=settings, dir_file=dir_file or "",
-                                           batch_size=evaluator.batch_size, batch_size_choice=evaluator.batch_size_note))
-    result = (read_surface(surf_file) if surf_file is not None and run.root else
-              SurfaceResult.empty(grid, keys, dir_file=dir_file or "", attrs={
-                  **settings, "batch_size": evaluator.batch_size, "batch_size_choice": evaluator.batch_size_note}))
-    label = f"{Path(stem).name} " + " ".join(f"{a}:{len(c)}" for a, c in zip("xyz", grid.axes))
+    result = start_result(run, surf_file, plan, grid, keys, settings, dir_file, evaluator)
+    label = f"{Path(stem).name} " + " ".join(f"{a}:{len(c)}" for a, c in zip("xyz", grid.coordinates))
     result = evaluate_missing(run, evaluator, grid, plan, result, surf_file, keys=keys, progress=progress,
                               desc=f"{label} (batch {evaluator.batch_size_note})")
     return result  # checks of the finished surface (e.g. the precision's error bound) go here, once
