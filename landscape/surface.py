@@ -122,12 +122,14 @@ def check_points_per_pass(model: nn.Module, data, split: str, evaluation: dict) 
 
 
 def surface_directions(model: nn.Module, directions: Union[Directions, Sequence[AxisRecipe]], ndim: int, *,
-                       weights: str, dir_type=None, dir_file=None, stem: str = "model",
+                       weights: str, dir_type=None, dir_file=None, surf_file=None, stem: str = "model",
                        attrs: Optional[dict] = None) -> Tuple[Directions, Optional[str]]:
     """``(directions, dir_file)``: given directions as they are, or those of one recipe per
-    axis (:func:`landscape.files.open_directions`: in memory when ``dir_file`` is None)."""
+    axis (:func:`landscape.files.open_directions`: in memory when ``dir_file`` is None, a
+    derived file when the surface file's name is derived too, ``surf_file="auto"``)."""
     if not isinstance(directions, Directions):
         recipes = list(directions)
+        dir_file = "auto" if dir_file is None and surf_file == "auto" else dir_file
         if len(recipes) != ndim:
             raise ValueError(f"a {ndim}D grid needs {ndim} axis recipes, got {len(recipes)}")
         directions, dir_file = open_directions(model, recipes, dir_type=dir_type, dir_file=dir_file, stem=stem,
@@ -235,8 +237,8 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
         loss, splits: a name or ``loss(outputs, targets)``; the splits (default: all the data has).
         surf_file: resumed when it exists (made with other :func:`surface_settings`: refused);
             ``"auto"``: named after the direction file; None: in memory.
-        dir_file: recipes' directions kept in memory (None), in a derived file (``"auto"``, from
-            ``stem``) or a named one; bound to the weights (:func:`landscape.files.open_directions`).
+        dir_file: recipes' directions kept in memory (None; derived with ``surf_file="auto"``), in
+            a derived file (``"auto"``, from ``stem``) or a named one, bound to the weights.
         dir_type: ``weights`` or ``states``. attrs: provenance stored in the files; its
             ``weights_sha256``, when given, is taken as the model's.
         comm: an mpi4py communicator (or a :mod:`landscape.sharding` runner): call on every rank;
@@ -263,7 +265,7 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
     splits = check_options(model, data, splits, loss, evaluation)
     weights = (attrs or {}).get("weights_sha256") or weights_sha256(model)  # hashed once per surface
     directions, dir_file = run.on_root(surface_directions, model, directions, axes.ndim, weights=weights,
-                                       dir_type=dir_type, dir_file=dir_file, stem=stem, attrs=attrs)
+                                       dir_type=dir_type, dir_file=dir_file, surf_file=surf_file, stem=stem, attrs=attrs)
     grid, span_attrs = run.on_root(surface_grid, model, data, directions, axes, split=splits[0], loss=loss,
                                    evaluation=evaluation, progress=progress)
     surf_file, keys = surface_path(surf_file, dir_file, grid, loss, splits), value_keys(splits)

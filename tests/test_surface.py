@@ -190,13 +190,13 @@ def test_a_notebook_loop_over_models_equals_fresh_computations_and_writes_nothin
         for key in fresh.values:
             np.testing.assert_array_equal(got[key], fresh[key])
     assert list(tmp_path.iterdir()) == []
-    # with derived files (dir_file="auto"): model B never reuses model A's file
+    # with derived files: model B never reuses model A's direction file
     files = tmp_path / "files"
     files.mkdir()
     monkeypatch.chdir(files)
     for model in (model_a, model_b):
         got = compute_surface(model, data, directions=[AxisRecipe(seed=0)], x="-1:1:3", progress=False,
-                              dir_file="auto", surf_file="auto")
+                              surf_file="auto")  # the direction file's name is derived too
         fresh = compute_surface(model, data, directions=random_directions(model, ndim=1, seed=0), x="-1:1:3",
                                 progress=False)
         np.testing.assert_array_equal(got["train_loss"], fresh["train_loss"])
