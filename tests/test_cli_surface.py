@@ -158,3 +158,13 @@ def test_progress_bars_name_the_model_and_the_grid(capsys):
     compute_surface(model, data, directions=random_directions(model, ndim=2), x="-1:1:3", y="-1:1:2",
                     stem="runs/a/model.pt", splits=["test"], batch_size=256)
     assert "model.pt x:3 y:2 (batch 256" in capsys.readouterr().err
+
+
+def test_every_option_of_the_surface_commands_has_help():
+    from landscape.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.choices and "surface" in a.choices).choices
+    for name in ("surface", "interpolate", "trajectory"):
+        missing = [a.dest for a in commands[name]._actions if not a.help]
+        assert missing == [], (name, missing)

@@ -203,3 +203,36 @@ def test_a_notebook_loop_over_models_equals_fresh_computations_and_writes_nothin
     assert len(list(files.glob("model_weights_*_seed=0*.h5"))) == 4  # two direction files, two surfaces
     assert not np.allclose(got["train_loss"], compute_surface(model_a, data, directions=[AxisRecipe(seed=0)],
                                                               x="-1:1:3", progress=False)["train_loss"])
+
+
+SURFACE_MODULES = ["landscape/surface.py", "landscape/sharding.py", "landscape/grid.py", "landscape/span.py",
+                   "landscape/directions.py", "landscape/files.py", "landscape/store.py", "landscape/trajectory.py",
+                   "landscape/__init__.py", "landscape/commands/surface.py", "landscape/commands/interpolate.py",
+                   "landscape/commands/trajectory.py"]
+
+
+def test_surface_modules_have_short_functions_and_no_private_imports():
+    """(ast) Every function of the surface modules is at most 60 lines, docstring included, and
+    none imports a private name from another module."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    long, private = [], []
+    for name in SURFACE_MODULES:
+        tree = ast.parse((root / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+            if isinstance(node, ast.ImportFrom):
+                private += [f"{name}: {alias.name} from {node.module}" for alias in node.names
+                            if alias.name.startswith("_") and alias.name != "__future__"]
+    assert long == [] and private == []
+
+
+def test_landscape_exports_its_public_names():
+    import landscape
+
+    assert {"compute_surface", "AxisRecipe", "random_directions", "read_surface", "Grid"} <= set(landscape.__all__)
+    for name in landscape.__all__:
+        assert getattr(landscape, name).__module__.startswith("landscape.")
