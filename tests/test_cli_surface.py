@@ -168,3 +168,30 @@ def test_every_option_of_the_surface_commands_has_help():
     for name in ("surface", "interpolate", "trajectory"):
         missing = [a.dest for a in commands[name]._actions if not a.help]
         assert missing == [], (name, missing)
+
+
+def test_output_flag_selects_the_logits_of_a_dict_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "dictnet.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self, num_classes=10, in_channels=1):\n"
+        "        super().__init__()\n"
+        "        torch.manual_seed(0)\n"
+        "        self.fc = torch.nn.Linear(64 * in_channels, num_classes)\n"
+        "    def forward(self, inputs):\n"
+        "        return {'logits': self.fc(inputs.flatten(1)), 'aux': inputs.sum()}\n"
+        "def make(num_classes=10, in_channels=1):\n"
+        "    return Net(num_classes, in_channels)\n")
+    import dictnet
+
+    model = dictnet.make()
+    data = load_data("digits")
+    with torch.no_grad():
+        want = F.cross_entropy(model(data.x_test)["logits"], data.y_test).item()
+    argv = ["surface", "--model", "dictnet:make", "--data", "digits", "--quiet", "--x=-1:1:3", "--splits", "test",
+            "--surf_file", "s.h5", "--dir_file", "d.h5"]
+    assert main(argv) == 2 and "output" in capsys.readouterr().err  # a dict output needs --output
+    assert main([*argv, "--output", "logits"]) == 0
+    np.testing.assert_allclose(read_surface("s.h5")["test_loss"][1], want, rtol=1e-5)

@@ -197,7 +197,8 @@ def hessian_file(args, model, data, ndim: int, attrs: dict):
     stem = file_stem(args.model, args.checkpoint, (args.model_file2, args.model_file3))
     path = args.dir_file or f"{stem}_weights_hessian_k={ndim}_seed={args.seed}.h5"
     return keep_directions(path, model, ndim, make, dir_type="weights",
-                           wanted=settings if args.dir_file is None else None, attrs=stored)
+                           wanted=settings if args.dir_file is None else None, attrs=stored,
+                           weights=attrs.get("weights_sha256"))
 
 
 def report(result, seconds: float, ranks: int = 1) -> None:
