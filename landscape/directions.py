@@ -61,6 +61,7 @@ class Directions:
 
     @property
     def ndim(self) -> int:
+        """The number of directions (1 to 3)."""
         return len(self.axes)
 
     def attrs(self) -> dict:
@@ -77,6 +78,7 @@ def settings_attrs(dir_type: str, info: Sequence[dict]) -> dict:
 
 
 def check_choice(what: str, value, choices) -> None:
+    """One-line ValueError when ``value`` is not one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{what} must be one of {', '.join(map(str, choices))}; got {value!r}")
 

@@ -187,6 +187,7 @@ class Axes:
 
     @property
     def ndim(self) -> int:
+        """1, 2 or 3."""
         return len(self.specs)
 
     def grid(self, spans: Optional[Mapping[int, float]] = None) -> Grid:

@@ -230,6 +230,7 @@ class SurfaceResult:
 
     @property
     def grid(self) -> Grid:
+        """The surface's :class:`Grid`."""
         return Grid(tuple(self.coordinates))
 
     @property
@@ -239,14 +240,17 @@ class SurfaceResult:
 
     @property
     def x(self) -> np.ndarray:
+        """The x coordinates."""
         return self.coordinates[0]
 
     @property
     def y(self) -> Optional[np.ndarray]:
+        """The y coordinates (None for a 1D surface)."""
         return self.coordinates[1] if len(self.coordinates) > 1 else None
 
     @property
     def z(self) -> Optional[np.ndarray]:
+        """The z coordinates (None below 3D)."""
         return self.coordinates[2] if len(self.coordinates) > 2 else None
 
     def __getitem__(self, key: str) -> np.ndarray:
@@ -254,6 +258,7 @@ class SurfaceResult:
 
     @staticmethod
     def empty(grid: Grid, keys: Sequence[str], **kwargs) -> "SurfaceResult":
+        """A surface of ``grid`` with no point computed (NaN values)."""
         values = {k: np.full(grid.shape, np.nan) for k in keys}
         return SurfaceResult(grid.coordinates, values, np.zeros(grid.shape, dtype=bool), **kwargs)
 
@@ -436,6 +441,7 @@ class SurfaceWriter:
         self._done = self._file["done"] if "done" in self._file else None
 
     def __call__(self, indices, rows: np.ndarray) -> None:
+        """Store ``rows`` (k, len(keys)) at the flat point ``indices`` (k,)."""
         flat = np.asarray(indices, dtype=np.int64).reshape(-1)
         rows = np.asarray(rows, dtype=np.float64).reshape(len(flat), len(self.keys))
         if len(flat) == 0:
