@@ -22,8 +22,10 @@ from .directions import Directions, Source, as_vector, direction_names, pca_dire
 
 
 def checkpoint_paths(run_dir) -> List[Path]:
-    """``run_dir/checkpoints/epoch_*.pt`` in epoch order."""
-    paths = sorted(Path(run_dir, "checkpoints").glob("epoch_*.pt"))
+    """``run_dir/checkpoints/epoch_*.pt`` in epoch order (by number: ``epoch_999`` before
+    ``epoch_1000``); names without a number after ``epoch_`` are left out."""
+    found = [(p.stem[len("epoch_"):], p) for p in Path(run_dir, "checkpoints").glob("epoch_*.pt")]
+    paths = [p for _, p in sorted((int(n), p) for n, p in found if n.isdigit())]
     if not paths:
         raise FileNotFoundError(f"{run_dir}: no checkpoints/epoch_*.pt files")
     return paths
