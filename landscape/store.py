@@ -352,9 +352,12 @@ def check_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict) -> Opti
             return _check_ours(f, path, grid, keys, stored, attrs), stored_batch_size(stored)
         if all(k in f for k in keys):
             return _de_facto_pending(f, grid, keys), None
-    with _open(path, "r+") as f:  # a de facto file without some requested value: add it
-        _add_de_facto_keys(f, grid, keys)
-        return _de_facto_pending(f, grid, keys), None
+    try:
+        with _open(path, "r+") as f:  # a de facto file without some requested value: add it
+            _add_de_facto_keys(f, grid, keys)
+            return _de_facto_pending(f, grid, keys), None
+    except (OSError, RuntimeError) as err:
+        raise ValueError(f"{path}: cannot add the missing values to this de facto file ({_reason(err)})") from None
 
 
 def _check_ours(f: h5py.File, path, grid: Grid, keys: Sequence[str], stored: dict, attrs: dict) -> np.ndarray:
