@@ -333,15 +333,17 @@ def create_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_fi
     return path
 
 
-def check_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict) -> Optional[Tuple[np.ndarray, Optional[int]]]:
+def check_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict,
+                  writable: bool = True) -> Optional[Tuple[np.ndarray, Optional[int]]]:
     """``(flat indices still to compute, batch size the file was begun with or None)`` of an
     existing surface file made for ``grid`` with the settings ``attrs``; None when there is no
-    file. Reading only: nothing in the file is rewritten (a de facto file missing a requested
-    value gets it added, marked unfinished)."""
+    file. With ``writable`` the file is opened for writing, so one that cannot be written (or
+    is open in another process) is refused before any work, but nothing in it is rewritten (a
+    de facto file missing a requested value gets it added, marked unfinished)."""
     path = Path(path)
     if not path.exists():
         return None
-    with _open(path) as f:
+    with _open(path, "r+" if writable else "r") as f:
         coords = _coordinates(f, path)
         if len(coords) != grid.ndim or any(c.shape != a.shape or not np.allclose(c, a, rtol=1e-12, atol=1e-12)
                                            for c, a in zip(coords, grid.coordinates)):
