@@ -251,3 +251,15 @@ def test_a_read_only_file_system_is_named_as_such(small_disk):
         assert read_surface(small_disk / "s.h5").done.tolist() == [False, False]  # reading still works
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=False)
+
+
+def test_interpolate_and_trajectory_on_a_full_disk_are_one_line(reference, small_disk):
+    run = reference / "run"
+    fill(small_disk, leave=4096)
+    for args in (["interpolate", "--checkpoint", run, "--model_file2", run / "checkpoints" / "epoch_001.pt",
+                  "--x=0:1:3", "--dir_file", small_disk / "d.h5", "--surf_file", small_disk / "s.h5", "--quiet"],
+                 ["trajectory", run, "--out", small_disk / "t", "--quiet"]):
+        done = landscape_output(args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and "no space left on device" in done.stderr, done.stderr
+        assert leftovers(small_disk) == []
