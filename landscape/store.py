@@ -21,13 +21,16 @@ Every malformed input raises a one-line ``ValueError`` naming the file and the p
 open in another process (HDF5 file locking) and a file or folder without permission get their
 own one-line messages (ValueError, PermissionError), so a healthy file is never called unreadable.
 
-Crash safety: a new file is made under a temporary name and renamed into place when complete
-(:func:`regularizers.files.atomic_path`), so a kill during creation leaves no file (or the old
-one) and a rerun starts afresh; leftover temporaries of killed processes are removed. Value
-arrays are contiguous datasets allocated when the file is made, so writing rows later only
-overwrites bytes in place: :class:`SurfaceWriter` writes a chunk's values, flushes, then marks
-the points ``done`` and flushes again, and a kill at any instant leaves either the previous
-state or the new one (values without their ``done`` mark are computed again).
+Crash safety: a new file is built in memory and written under a temporary name, renamed into
+place when complete (:func:`write_image`, :func:`regularizers.files.atomic_path`), so a kill or a
+full disk during creation leaves no file (or the old one), the HDF5 library never half-flushes a
+file to a full disk, and a rerun starts afresh; leftover temporaries of killed processes are
+removed. Every attribute of a surface file (``batch_size`` included) is written at creation and
+never rewritten; value arrays are contiguous datasets allocated then, so writing rows later only
+overwrites bytes in place (no new space is needed): :class:`SurfaceWriter` writes a chunk's
+values, flushes, then marks the points ``done`` and flushes again, and a kill at any instant
+leaves either the previous state or the new one (values without their ``done`` mark are
+computed again).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ import contextlib
 import errno
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -121,7 +125,7 @@ def _creating(path):
     removed first."""
     path = Path(path)
     remove_stale_temps(path.parent, path.name)
-    memory = h5py.File(f"{path.name}.{os.getpid()}.image", "w", driver="core", backing_store=False)
+    memory = h5py.File(f"{path.name}.{uuid.uuid4().hex}.image", "w", driver="core", backing_store=False)
     try:
         yield memory
         memory.flush()
