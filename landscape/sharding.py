@@ -164,9 +164,10 @@ def on_all(comm, fn: Callable):
 @contextlib.contextmanager
 def guard(comm, prog: str = "landscape"):
     """End the whole job when this rank fails: a :class:`SharedError` exits quietly (status 2)
-    on ranks other than 0 and is raised on rank 0; any other error is printed with the rank
-    and ends the job with ``MPI_Abort(1)`` -- after telling rank 0 and waiting
-    :data:`GRACE_SECONDS` on other ranks. Without ``comm``, nothing changes."""
+    on ranks other than 0 and is raised on rank 0; Ctrl-C ends the job with ``MPI_Abort(130)``
+    (rank 0 says so once); any other error is printed with the rank and ends the job with
+    ``MPI_Abort(1)`` -- after telling rank 0 and waiting :data:`GRACE_SECONDS` on other ranks.
+    Without ``comm``, nothing changes."""
     if comm is None:
         yield
         return
@@ -177,7 +178,14 @@ def guard(comm, prog: str = "landscape"):
         if rank == 0:
             raise
         raise SystemExit(2) from None
-    except (Exception, KeyboardInterrupt) as err:
+    except KeyboardInterrupt:  # Ctrl-C reaches every rank: exit 130 as one process would
+        if rank == 0:
+            print(f"{prog}: interrupted; rerun the same command to compute only the missing points",
+                  file=sys.stderr, flush=True)
+        else:
+            time.sleep(GRACE_SECONDS)  # rank 0 closes the file and aborts the job first
+        comm.Abort(130)
+    except Exception as err:
         print(f"{prog}: error: rank {rank}: {describe(err)}", file=sys.stderr, flush=True)
         if rank != 0:
             request = comm.isend(describe(err), dest=0, tag=_ERROR)
