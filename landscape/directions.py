@@ -260,3 +260,18 @@ def check_fits(directions: Directions, model: nn.Module, where: str = "direction
             if tuple(t.shape) != tuple(w.shape):
                 raise ValueError(f"{where}: {axis}direction entry {name!r} has shape {tuple(t.shape)}, "
                                  f"the model's is {tuple(w.shape)}")
+
+
+def check_finite(directions: Directions, where: str = "directions") -> None:
+    """One-line ``ValueError`` naming the first direction entry holding NaN or infinity."""
+    for axis, d in zip(AXES, directions.axes):
+        for i, t in enumerate(d):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{where}: {axis}direction entry {i} holds NaN or infinite values")
+
+
+def check_finite_weights(model: nn.Module) -> None:
+    """One-line ``ValueError`` naming the first state entry of ``model`` holding NaN or infinity."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"the model's {name!r} holds NaN or infinite values; its surface would be meaningless")

@@ -51,7 +51,7 @@ from regularizers.files import atomic_path, kill_point, remove_stale_temps
 from regularizers.files import file_sha256 as file_sha256  # re-exported: the hashes live there
 from regularizers.files import tensors_sha256 as tensors_sha256
 
-from .directions import AXES, Directions, check_fits
+from .directions import AXES, Directions, check_finite, check_fits
 from .grid import Grid
 
 VERSION = 1
@@ -207,6 +207,7 @@ def load_directions(path, *, model=None, dir_type: Optional[str] = None) -> Dire
         meta = {k: f[k + "_"][()].tolist() for k in PCA_KEYS if k + "_" in f}
     info = [{k: attrs[f"{a}{k}"] for k in _INFO_KEYS if f"{a}{k}" in attrs} for a in AXES[:len(axes)]]
     directions = Directions(axes, stored or dir_type or "weights", info, meta)
+    check_finite(directions, where=str(path))
     if model is not None:
         check_fits(directions, model, where=str(path))
     return directions

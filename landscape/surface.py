@@ -29,7 +29,7 @@ from torch import nn
 
 from regularizers.evaluation import Tensors, data_splits, loss_name, resolve_loss
 
-from .directions import Directions, random_directions, target_directions
+from .directions import Directions, check_finite, check_finite_weights, random_directions, target_directions
 from .evaluate import Evaluator, value_keys
 from .files import AxisRecipe, open_directions, surface_file_name, weights_sha256
 from .grid import Axes, AxisSpec, Grid, available_memory, resolve_axes
@@ -72,6 +72,7 @@ def check_options(model: nn.Module, data, splits, loss, evaluation: dict) -> Tup
     if len(set(splits)) != len(splits):
         raise ValueError(f"splits {', '.join(splits)}: a split is named twice")
     resolve_loss(loss)
+    check_finite_weights(model)
     check_points_per_pass(model, data, splits[0], evaluation)
     allowed = set(inspect.signature(Evaluator).parameters) - {"model", "data", "directions", "splits", "loss"}
     unknown = sorted(set(evaluation) - allowed)
@@ -136,6 +137,7 @@ def surface_directions(model: nn.Module, directions: Union[Directions, Sequence[
                                                attrs=attrs, weights=weights)
     if directions.ndim != ndim:
         raise ValueError(f"a {ndim}D grid needs {ndim} directions, got {directions.ndim}")
+    check_finite(directions)
     return directions, None if dir_file is None else str(dir_file)
 
 

@@ -195,3 +195,23 @@ def test_output_flag_selects_the_logits_of_a_dict_model(tmp_path, monkeypatch, c
     assert main(argv) == 2 and "output" in capsys.readouterr().err  # a dict output needs --output
     assert main([*argv, "--output", "logits"]) == 0
     np.testing.assert_allclose(read_surface("s.h5")["test_loss"][1], want, rtol=1e-5)
+
+
+def test_non_finite_weights_and_directions_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    model = tiny_cnn(7)
+    torch.save(model.state_dict(), "m.pt")
+    bad = {k: v.clone() for k, v in model.state_dict().items()}
+    bad["classifier.weight" if "classifier.weight" in bad else next(k for k in bad if k.endswith("weight"))][0] = float("nan")
+    torch.save(bad, "nan.pt")
+    base = [*MODEL, "--x=-1:1:3", "--splits", "test"]
+    assert main(["surface", *base, "--checkpoint", "nan.pt", "--surf_file", "a.h5", "--dir_file", "a_dirs.h5"]) == 2
+    err = capsys.readouterr().err
+    assert "holds NaN or infinite values" in err and err.count("\n") == 1
+    assert main(["surface", *base, "--checkpoint", "m.pt", "--surf_file", "b.h5", "--dir_file", "dirs.h5"]) == 0
+    with h5py.File("dirs.h5", "r+") as f:
+        f["xdirection"]["0"][0] = np.nan
+    assert main(["surface", *base, "--checkpoint", "m.pt", "--surf_file", "c.h5", "--dir_file", "dirs.h5"]) == 2
+    err = capsys.readouterr().err
+    assert "dirs.h5: xdirection entry 0 holds NaN or infinite values" in err and err.count("\n") == 1
+    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "c.h5").exists()
