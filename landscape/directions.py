@@ -61,6 +61,7 @@ class Directions:
 
     @property
     def ndim(self) -> int:
+        """The number of directions (1 to 3)."""
         return len(self.axes)
 
     def attrs(self) -> dict:
@@ -77,6 +78,7 @@ def settings_attrs(dir_type: str, info: Sequence[dict]) -> dict:
 
 
 def check_choice(what: str, value, choices) -> None:
+    """One-line ValueError when ``value`` is not one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{what} must be one of {', '.join(map(str, choices))}; got {value!r}")
 
@@ -192,8 +194,13 @@ def target_directions(model: nn.Module, *targets: Source, dir_type: str = "weigh
     base = tensors_of(model, names)
     axes = []
     for target in targets:
+        other = tensors_of(target, names)
+        for name, w, t in zip(names, base, other):
+            if tuple(t.shape) != tuple(w.shape):
+                raise ValueError(f"the other model / checkpoint's {name!r} has shape {tuple(t.shape)}, the model's "
+                                 f"is {tuple(w.shape)}: interpolation needs two models of one architecture")
         axes.append([(t.to(w.dtype) - w) if w.is_floating_point() else torch.zeros(w.shape)
-                     for w, t in zip(base, tensors_of(target, names))])
+                     for w, t in zip(base, other)])
     return Directions(axes, dir_type, [{"kind": "target"} for _ in axes])
 
 
@@ -253,3 +260,18 @@ def check_fits(directions: Directions, model: nn.Module, where: str = "direction
             if tuple(t.shape) != tuple(w.shape):
                 raise ValueError(f"{where}: {axis}direction entry {name!r} has shape {tuple(t.shape)}, "
                                  f"the model's is {tuple(w.shape)}")
+
+
+def check_finite(directions: Directions, where: str = "directions") -> None:
+    """One-line ``ValueError`` naming the first direction entry holding NaN or infinity."""
+    for axis, d in zip(AXES, directions.axes):
+        for i, t in enumerate(d):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{where}: {axis}direction entry {i} holds NaN or infinite values")
+
+
+def check_finite_weights(model: nn.Module) -> None:
+    """One-line ``ValueError`` naming the first state entry of ``model`` holding NaN or infinity."""
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"the model's {name!r} holds NaN or infinite values; its surface would be meaningless")

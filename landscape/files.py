@@ -93,65 +93,97 @@ def surface_file_name(dir_file, axes: Sequence, loss: str, splits: Sequence[str]
     return stem + ".h5"
 
 
-def provenance(model: nn.Module, *, model_spec: str = "", checkpoint=None, data_name: str = "") -> dict:
+def weights_sha256(model: nn.Module) -> str:
+    """The hash of ``model``'s whole state (parameters and buffers): what binds a direction
+    file and a surface file to the weights they were made for."""
+    return tensors_sha256(origin(model, "states"))
+
+
+def provenance(model: nn.Module, *, model_spec: str = "", checkpoint=None, data_name: str = "",
+               weights: Optional[str] = None) -> dict:
     """Settings that identify the model in direction and surface files: its spec, the hash of
-    its checkpoint file (``"none"`` without one) and of its state, and the data's name."""
+    its checkpoint file (``"none"`` without one) and of its state (``weights``: already
+    computed, else :func:`weights_sha256`), and the data's name."""
     return {"model": model_spec, "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else "none",
-            "data": data_name, "weights_sha256": tensors_sha256(origin(model, "states"))}
+            "data": data_name, "weights_sha256": weights or weights_sha256(model)}
+
+
+def _bound_path(path: str, weights: str) -> str:
+    """A derived direction file name, or -- when a file of that name holds directions made for
+    other weights -- the name with the weights' hash, ``..._w=<12 hex>.h5`` (never a reuse)."""
+    if not Path(path).exists() or read_attrs(path).get("weights_sha256") == weights:
+        return path
+    return f"{path[:-3] if path.endswith('.h5') else path}_w={weights[:12]}.h5"
 
 
 def keep_directions(path, model: nn.Module, ndim: int, make: Callable[[], Directions], *,
                     dir_type: Optional[str] = None, wanted: Optional[dict] = None,
-                    attrs: Optional[dict] = None) -> Tuple[Directions, str]:
+                    attrs: Optional[dict] = None, weights: Optional[str] = None) -> Tuple[Directions, str]:
     """The first ``ndim`` directions of the direction file ``path`` when it exists, else
-    ``make()`` saved there.
+    ``make()`` saved there. Direction files are bound to the weights they were normalized to:
+    a new file stores ``weights_sha256``, and a file made for other weights is never used.
 
     Args:
         make: ``() -> Directions`` with ``ndim`` axes, called only when there is no file.
         dir_type: what an existing file must hold (None: any).
-        wanted: settings an existing file must have been made with (a derived name is reused only
-            then); None: an existing file is used as it is.
+        wanted: settings an existing file must have been made with; given for a derived name
+            (reused only then; one holding other weights' directions gives way to a name with
+            the weights' hash); None: a name the user gave, an existing file is used as it is
+            unless it records other weights (refused).
         attrs: provenance stored in a new file.
+        weights: :func:`weights_sha256` of ``model`` when already computed.
 
     Returns:
         ``(directions, path)``.
 
     Raises:
         ValueError: a file with too few directions, of another dir_type, not fitting the model,
-            or made with other settings than ``wanted``.
+            made for other weights, or made with other settings than ``wanted``.
     """
-    path = str(path)
+    weights = weights or weights_sha256(model)
+    path = _bound_path(str(path), weights) if wanted is not None else str(path)
     if not Path(path).exists():
         directions = make()
-        save_directions(path, directions, attrs)
+        save_directions(path, directions, {**(attrs or {}), "weights_sha256": weights})
         return directions, path
+    stored = read_attrs(path)
+    if stored.get("weights_sha256", weights) != weights:
+        raise ValueError(f"{path} holds directions normalized to other weights (weights_sha256 "
+                         f"{str(stored['weights_sha256'])[:12]}..., the model's is {weights[:12]}...); "
+                         "name another direction file")
     found = load_directions(path, model=model, dir_type=dir_type)
     if found.ndim < ndim:
         raise ValueError(f"{path} holds {found.ndim} direction(s); the grid needs {ndim}")
-    differs = mismatch(read_attrs(path), wanted) if wanted is not None else None
+    differs = mismatch(stored, wanted) if wanted is not None else None
     if differs:
         raise ValueError(f"{path} was {differs}; delete it or name another direction file")
     return Directions(found.axes[:ndim], found.dir_type, found.info[:ndim], found.meta), path
 
 
 def open_directions(model: nn.Module, recipes: Sequence[AxisRecipe], *, dir_type: Optional[str] = None,
-                    dir_file=None, stem: str = "model", attrs: Optional[dict] = None) -> Tuple[Directions, str]:
+                    dir_file=None, stem: str = "model", attrs: Optional[dict] = None,
+                    weights: Optional[str] = None) -> Tuple[Directions, Optional[str]]:
     """The directions of ``recipes`` and the file that holds them (:func:`keep_directions`).
 
     Args:
         recipes: one per axis of the grid.
         dir_type: ``"weights"`` or ``"states"``; None: the file's, else weights.
-        dir_file: a direction file to use as it is when it exists (its first ``len(recipes)``
-            axes), or to create; None: :func:`direction_file_name` of ``stem``, reused only
-            when made with the same settings.
+        dir_file: None: the directions are made in memory and no file is written; ``"auto"``:
+            :func:`direction_file_name` of ``stem``, reused only when made with the same
+            settings for the same weights; a path: used as it is when it exists (its first
+            ``len(recipes)`` axes; refused when it records other weights), else created.
         attrs: provenance stored in a new file and compared with a reused derived one.
+        weights: :func:`weights_sha256` of ``model`` when already computed.
 
     Returns:
-        ``(directions, dir_file)``.
+        ``(directions, dir_file)`` (``dir_file`` None when kept in memory).
     """
     chosen = dir_type or "weights"
+    if dir_file is None:
+        return build_directions(model, recipes, chosen), None
     info = [r.info() for r in recipes]
-    wanted = {**settings_attrs(chosen, info), **(attrs or {})} if dir_file is None else None
-    path = dir_file if dir_file is not None else direction_file_name(stem, recipes, chosen)
+    derived = str(dir_file) == "auto"
+    wanted = {**settings_attrs(chosen, info), **(attrs or {})} if derived else None
+    path = direction_file_name(stem, recipes, chosen) if derived else dir_file
     return keep_directions(path, model, len(recipes), lambda: build_directions(model, recipes, chosen),
-                           dir_type=dir_type, wanted=wanted, attrs=attrs)
+                           dir_type=dir_type, wanted=wanted, attrs=attrs, weights=weights)

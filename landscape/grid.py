@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -43,8 +43,8 @@ def _parse_spec(spec: str, name: str) -> Tuple[float, float, int]:
     if not _INT.match(parts[2]):
         raise ValueError(f"{where}: num must be a positive integer, got {parts[2]!r}")
     num = int(parts[2])
-    if not (np.isfinite(start) and np.isfinite(stop)):
-        raise ValueError(f"{where}: start and stop must be finite")
+    if not (np.isfinite(start) and np.isfinite(stop) and np.isfinite(stop - start)):
+        raise ValueError(f"{where}: start and stop must be finite (and so must stop - start)")
     if num < 1:
         raise ValueError(f"{where}: num must be at least 1")
     if num == 1 and stop != start:
@@ -128,32 +128,104 @@ def check_size(nums: Sequence[int], values_per_point: int = 4, available: Option
 
 @dataclass(frozen=True)
 class Grid:
-    """Coordinates along each direction: ``axes`` is ``(x,)``, ``(x, y)`` or ``(x, y, z)``."""
+    """Coordinates along each direction: ``coordinates`` is ``(x,)``, ``(x, y)`` or ``(x, y, z)``
+    (the name :class:`landscape.store.SurfaceResult` uses too)."""
 
-    axes: Tuple[np.ndarray, ...]
+    coordinates: Tuple[np.ndarray, ...]
 
     @property
     def ndim(self) -> int:
-        return len(self.axes)
+        """1, 2 or 3."""
+        return len(self.coordinates)
 
     @property
     def shape(self) -> Tuple[int, ...]:
         """Value-array shape: ``(nx,)``, ``(ny, nx)`` or ``(nz, ny, nx)``."""
-        return tuple(len(a) for a in reversed(self.axes))
+        return tuple(len(a) for a in reversed(self.coordinates))
 
     @property
     def size(self) -> int:
+        """The number of points."""
         return int(np.prod(self.shape))
 
     def coords(self, indices) -> np.ndarray:
         """Flat point indices (k,) -> coordinates (k, ndim), columns x, y, z."""
         multi = np.unravel_index(np.asarray(indices, dtype=np.int64), self.shape)
-        return np.stack([axis[i] for axis, i in zip(self.axes, reversed(multi))], axis=1)
+        return np.stack([axis[i] for axis, i in zip(self.coordinates, reversed(multi))], axis=1)
+
+
+AUTO_POINTS = 51     # points of an automatic axis ("auto")
+AUTO_FACTOR = 2.0    # the loss factor an automatic axis reaches at its ends
+
+
+def is_auto(spec) -> bool:
+    """Whether an axis spec is ``"auto[:NUM[:FACTOR]]"``."""
+    return isinstance(spec, str) and spec.split(":")[0].strip() == "auto"
+
+
+def parse_auto(spec: str) -> Tuple[int, float]:
+    """``"auto[:NUM[:FACTOR]]"`` -> ``(num, factor)`` (defaults 51 points, factor 2)."""
+    parts = [p.strip() for p in spec.split(":")][1:]
+    try:
+        num = int(parts[0]) if parts and parts[0] else AUTO_POINTS
+        factor = float(parts[1]) if len(parts) > 1 else AUTO_FACTOR
+    except ValueError:
+        num, factor = 0, 0.0
+    if len(parts) > 2 or num < 2 or not factor > 1 or not np.isfinite(factor):
+        raise ValueError(f"axis {spec!r}: expected auto[:NUM[:FACTOR]] with NUM >= 2 and FACTOR > 1, "
+                         "e.g. auto:51:2")
+    return num, factor
+
+
+@dataclass(frozen=True)
+class Axes:
+    """The axes of a grid as asked for, checked: ``specs`` (x, y, z order) and, for automatic
+    axes, ``automatic[i] = (num, factor)`` (their span is found later, :mod:`landscape.span`)."""
+
+    specs: Tuple[AxisSpec, ...]
+    automatic: Dict[int, Tuple[int, float]]
+
+    @property
+    def ndim(self) -> int:
+        """1, 2 or 3."""
+        return len(self.specs)
+
+    def grid(self, spans: Optional[Mapping[int, float]] = None) -> Grid:
+        """The :class:`Grid`; automatic axis ``i`` spans ``[-spans[i], spans[i]]``."""
+        spans = spans or {}
+        missing = [AXES_NAMES[i] for i in self.automatic if i not in spans]
+        if missing:
+            raise ValueError(f"the automatic {missing[0]} axis needs its span (landscape.span)")
+        return Grid(tuple(np.linspace(-spans[i], spans[i], self.automatic[i][0]) if i in self.automatic
+                          else parse_axis(spec, AXES_NAMES[i]) for i, spec in enumerate(self.specs)))
+
+
+AXES_NAMES = "xyz"
+
+
+def resolve_axes(x: AxisSpec, y: Optional[AxisSpec] = None, z: Optional[AxisSpec] = None, *,
+                 values_per_point: int = 4) -> Axes:
+    """The one place the axis rules are checked: ``z`` needs ``y``; every spec is
+    ``"start:stop:num"``, an increasing array or ``"auto[:NUM[:FACTOR]]"``; the grid fits in
+    memory (:func:`check_size`, an automatic axis counting its ``NUM`` points). Nothing large
+    is allocated.
+
+    Returns:
+        The :class:`Axes`.
+    """
+    if z is not None and y is None:
+        raise ValueError("a z axis needs a y axis (a 3D volume is x, y, z)")
+    specs = tuple(s for s in (x, y, z) if s is not None)
+    automatic = {i: parse_auto(s) for i, s in enumerate(specs) if is_auto(s)}
+    nums = [automatic[i][0] if i in automatic else _parse_spec(s, AXES_NAMES[i])[2] if isinstance(s, str)
+            else parse_axis(s, AXES_NAMES[i]).size for i, s in enumerate(specs)]
+    check_size(nums, values_per_point)
+    return Axes(specs, automatic)
 
 
 def make_grid(x: AxisSpec, y: Optional[AxisSpec] = None, z: Optional[AxisSpec] = None, *,
               values_per_point: int = 4) -> Grid:
-    """A 1D (x), 2D (x, y) or 3D volume (x, y, z) grid, checked against memory first.
+    """A 1D (x), 2D (x, y) or 3D volume (x, y, z) grid, checked by :func:`resolve_axes`.
 
     Args:
         x, y, z: axis specs ``"start:stop:num"`` or coordinate arrays; ``z`` needs ``y``.
@@ -163,9 +235,7 @@ def make_grid(x: AxisSpec, y: Optional[AxisSpec] = None, z: Optional[AxisSpec] =
     Returns:
         The :class:`Grid`.
     """
-    if z is not None and y is None:
-        raise ValueError("a z axis needs a y axis")
-    specs = [(n, s) for n, s in (("x", x), ("y", y), ("z", z)) if s is not None]
-    check_size([_parse_spec(s, n)[2] if isinstance(s, str) else np.size(s) for n, s in specs],
-               values_per_point)
-    return Grid(tuple(parse_axis(s, n) for n, s in specs))
+    axes = resolve_axes(x, y, z, values_per_point=values_per_point)
+    if axes.automatic:
+        raise ValueError("an automatic axis (auto[:NUM[:FACTOR]]) needs a model: use compute_surface")
+    return axes.grid()

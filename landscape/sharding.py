@@ -16,6 +16,10 @@ rank is printed with the rank's number and, under :func:`guard`, ends the whole 
 :data:`GRACE_SECONDS`). Rows already written are flushed, so a rerun -- with any number of
 ranks -- resumes.
 
+The surface code sees none of this: it calls a *runner* (:func:`runner`): :class:`SerialRunner`
+in one process, :class:`MPIRunner` over ranks, with the same methods (``on_root``, ``on_all``,
+``share``, ``evaluate``).
+
 mpi4py is imported only when an MPI launch is detected (:func:`launched`) or forced; a single
 process never initializes MPI.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -34,6 +39,7 @@ import time
 from typing import Callable, Optional
 
 import numpy as np
+from tqdm import tqdm
 
 GRACE_SECONDS = 2.0   # a failing worker waits this long for rank 0 to close the file, then aborts
 SEND_SECONDS = 0.5    # a worker sends its rows at least this often
@@ -199,7 +205,80 @@ def guard(comm, prog: str = "landscape"):
             signal.signal(signal.SIGINT, before)
 
 
+# ----------------------------------------------------------------------------- runners
+class SerialRunner:
+    """One process: the steps a surface takes, run plainly. :class:`MPIRunner` has the same
+    methods over the ranks of a communicator, so the surface code never branches on MPI."""
+
+    root = True
+    ranks = 1
+
+    def on_root(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)`` (on rank 0 only, its result shared, under MPI)."""
+        return fn(*args, **kwargs)
+
+    def on_all(self, fn: Callable, *args, **kwargs):
+        """``fn(*args, **kwargs)`` (on every rank, a failure on any raised on all, under MPI)."""
+        return fn(*args, **kwargs)
+
+    def share(self, value):
+        """``value`` (rank 0's, under MPI)."""
+        return value
+
+    def evaluate(self, evaluate: Callable[[np.ndarray], np.ndarray], grid, indices, *, write: Callable,
+                 chunk: int = 1, progress: bool = True, desc: str = "surface") -> None:
+        """:func:`evaluate_points`."""
+        evaluate_points(evaluate, grid, indices, write=write, chunk=chunk, progress=progress, desc=desc)
+
+
+class MPIRunner(SerialRunner):
+    """The ranks of ``comm`` share the points (:func:`evaluate_shared`); rank 0 alone touches
+    files (:func:`on_root`) and gets every row."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.root = comm.Get_rank() == 0
+        self.ranks = comm.Get_size()
+
+    def on_root(self, fn: Callable, *args, **kwargs):
+        """:func:`on_root` of ``fn(*args, **kwargs)``."""
+        return on_root(self.comm, functools.partial(fn, *args, **kwargs))
+
+    def on_all(self, fn: Callable, *args, **kwargs):
+        """:func:`on_all` of ``fn(*args, **kwargs)``."""
+        return on_all(self.comm, functools.partial(fn, *args, **kwargs))
+
+    def share(self, value):
+        """Rank 0's ``value`` on every rank."""
+        return self.comm.bcast(value, root=0)
+
+    def evaluate(self, evaluate, grid, indices, *, write, chunk=1, progress=True, desc="surface") -> None:
+        """:func:`evaluate_shared`."""
+        evaluate_shared(self.comm, evaluate, grid, indices, write=write, chunk=chunk, progress=progress, desc=desc)
+
+
+def runner(comm=None) -> SerialRunner:
+    """The runner for ``comm``: :class:`SerialRunner` without one (or with a single rank),
+    else :class:`MPIRunner`. A runner passes through unchanged."""
+    if isinstance(comm, SerialRunner):
+        return comm
+    return SerialRunner() if comm is None or comm.Get_size() == 1 else MPIRunner(comm)
+
+
 # ----------------------------------------------------------------------------- the point loop
+def evaluate_points(evaluate: Callable[[np.ndarray], np.ndarray], grid, indices, *, write: Callable,
+                    chunk: int = 1, progress: bool = True, desc: str = "surface") -> None:
+    """Evaluate ``evaluate(coords (k, ndim)) -> rows (k, ncols)`` at the flat point ``indices``
+    of ``grid``, ``chunk`` points at a time, calling ``write(indices, rows)`` after each chunk.
+    A progress bar (points/s) goes to stderr unless ``progress`` is False."""
+    indices = np.asarray(indices, dtype=np.int64)
+    with tqdm(total=len(indices), unit="pt", desc=desc, disable=not progress, leave=False) as bar:
+        for start in range(0, len(indices), chunk):
+            part = indices[start:start + chunk]
+            write(part, evaluate(grid.coords(part)))
+            bar.update(len(part))
+
+
 def _fault(evaluate: Callable, rank: int) -> Callable:
     """``evaluate`` raising RuntimeError after LANDSCAPE_FAULT_AFTER points on rank
     LANDSCAPE_FAULT_RANK (test-only)."""
@@ -226,7 +305,7 @@ def _probe(comm, source, tag, status, wait: bool) -> bool:
 
 def evaluate_shared(comm, evaluate: Callable[[np.ndarray], np.ndarray], grid, indices, *,
                     write: Callable, chunk: int = 1, progress: bool = True, desc: str = "surface") -> None:
-    """:func:`landscape.surface.evaluate_points` over the ranks of ``comm``, in chunks of
+    """:func:`evaluate_points` over the ranks of ``comm``, in chunks of
     ``chunk`` indices. On rank 0 ``write(indices, rows)`` gets every rank's rows; on other
     ranks, their own (and they are sent to rank 0). Returns on rank 0 once all rows are in;
     raises :class:`RankFailed` there when another rank reports an error."""
@@ -234,8 +313,6 @@ def evaluate_shared(comm, evaluate: Callable[[np.ndarray], np.ndarray], grid, in
     if comm.Get_rank() != 0:
         _work(comm, evaluate, grid, write)
         return
-    from tqdm import tqdm
-
     indices = np.asarray(indices, dtype=np.int64)
     chunks = [indices[i:i + chunk] for i in range(0, len(indices), chunk)]
     with tqdm(total=len(indices), unit="pt", desc=desc, disable=not progress, leave=False) as bar:

@@ -16,14 +16,16 @@ as reaching the target. The answer is the upper end of the final bracket: the cr
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from torch import nn
 
 from .directions import Directions
 from .evaluate import Evaluator
+from .grid import Axes
 
 LossAt = Callable[[np.ndarray], np.ndarray]
 
@@ -108,6 +110,14 @@ def auto_span(loss_at: LossAt, *, factor: float = 2.0, target: Optional[float] =
         return math.inf if not np.all(np.isfinite(values)) else float(values.max())
 
     center = float(losses([0.0])[0])
+    target = target_loss(center, factor, target)
+    factor = target / center if center > 0 else math.inf
+    lower, upper, at_upper, reached = bracket(loss, target, start=float(start), max_span=float(max_span), rtol=rtol)
+    return Span(upper, reached, lower, center, target, at_upper, factor, count)
+
+
+def target_loss(center: float, factor: float, target: Optional[float]) -> float:
+    """The loss a span must reach: ``target``, else ``factor * center``; checked."""
     if not math.isfinite(center):
         raise ValueError(f"the loss at the center is {center}; no span can be chosen")
     if target is None:
@@ -115,19 +125,26 @@ def auto_span(loss_at: LossAt, *, factor: float = 2.0, target: Optional[float] =
             raise ValueError(f"factor must exceed 1, got {factor}")
         if center <= 0:
             raise ValueError(f"the center loss is {center:.4g}, so {factor:g}x it is no rise; give target=")
-        target = factor * center
-    elif not target > center:
+        return factor * center
+    if not target > center:
         raise ValueError(f"target {target:.4g} must exceed the center loss {center:.4g}")
-    factor = target / center if center > 0 else math.inf
-    lower, s, upper, value = 0.0, float(start), None, math.nan
+    return target
+
+
+def bracket(loss: Callable[[float], float], target: float, *, start: float, max_span: float,
+            rtol: float) -> tuple:
+    """``(lower, span, loss at span, reached)``: spans double from ``start`` until ``loss``
+    reaches ``target`` (or pass ``max_span``: ``(max_span, max_span, its loss, False)``), then
+    the bracket is bisected until ``span - lower <= rtol * span``."""
+    lower, s, upper, value = 0.0, start, None, math.nan
     while upper is None:
         value = loss(s)
         if value >= target:
             upper = s
         elif s >= max_span:
-            return Span(float(max_span), False, float(max_span), center, target, value, factor, count)
+            return max_span, max_span, value, False
         else:
-            lower, s = s, min(2 * s, float(max_span))
+            lower, s = s, min(2 * s, max_span)
     at_upper = value
     while upper - lower > rtol * upper:
         mid = (lower + upper) / 2
@@ -136,7 +153,7 @@ def auto_span(loss_at: LossAt, *, factor: float = 2.0, target: Optional[float] =
             upper, at_upper = mid, value
         else:
             lower = mid
-    return Span(upper, True, lower, center, target, at_upper, factor, count)
+    return lower, upper, at_upper, True
 
 
 def direction_spans(model: nn.Module, data, directions: Directions, *, split: str = "train",
@@ -158,3 +175,28 @@ def direction_spans(model: nn.Module, data, directions: Directions, *, split: st
         spans.append(auto_span(evaluator, factor=factor, target=target, start=start, max_span=max_span,
                                rtol=rtol, both_sides=both_sides, column=f"{split}_loss"))
     return spans
+
+
+SPAN_BATCH_SIZE = 256  # the batch size of the span search when none is given: not timed, so reruns agree
+
+
+def automatic_spans(model: nn.Module, data, directions: Directions, axes: Axes, *, split: str, loss,
+                    evaluation: dict, progress: bool = True) -> Tuple[Dict[int, float], dict]:
+    """The spans of the automatic axes of ``axes`` (:meth:`landscape.grid.Axes.grid` makes them
+    ``-s:s:num``): where the ``split`` loss along each first reaches its factor times the center
+    loss (:func:`direction_spans`), and the file attributes recording them."""
+    options = {k: v for k, v in evaluation.items() if k in ("device", "output", "precision")}
+    options["batch_size"] = evaluation.get("batch_size") or SPAN_BATCH_SIZE
+    spans, attrs = {}, {}
+    for i, (num, factor) in axes.automatic.items():
+        one = Directions([directions.axes[i]], directions.dir_type, [directions.info[i]], directions.meta)
+        span = direction_spans(model, data, one, split=split, loss=loss, factor=factor, **options)[0]
+        # found to 1 % by bisection; 3 digits keep a resumed file's grid equal despite float noise
+        axis, s = "xyz"[i], float(f"{span.span:.3g}")
+        spans[i] = s
+        attrs.update({f"{axis}span_auto": s, f"{axis}span_factor": factor, f"{axis}span_reached": bool(span.reached)})
+        if progress:
+            reached = "" if span.reached else f" (not reached by {s:g}: the span is capped)"
+            print(f"{axis} axis auto: the {split} loss reaches {factor:g}x its center value "
+                  f"{span.center_loss:.4g} at +-{s:g}{reached}; axis -{s:g}:{s:g}:{num}", file=sys.stderr, flush=True)
+    return spans, attrs

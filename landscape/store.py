@@ -21,19 +21,24 @@ Every malformed input raises a one-line ``ValueError`` naming the file and the p
 open in another process (HDF5 file locking) and a file or folder without permission get their
 own one-line messages (ValueError, PermissionError), so a healthy file is never called unreadable.
 
-Crash safety: a new file is made under a temporary name and renamed into place when complete
-(:func:`regularizers.files.atomic_path`), so a kill during creation leaves no file (or the old
-one) and a rerun starts afresh; leftover temporaries of killed processes are removed. Value
-arrays are contiguous datasets allocated when the file is made, so writing rows later only
-overwrites bytes in place: :class:`SurfaceWriter` writes a chunk's values, flushes, then marks
-the points ``done`` and flushes again, and a kill at any instant leaves either the previous
-state or the new one (values without their ``done`` mark are computed again).
+Crash safety: a new file is built in memory and written under a temporary name, renamed into
+place when complete (:func:`write_image`, :func:`regularizers.files.atomic_path`), so a kill or a
+full disk during creation leaves no file (or the old one), the HDF5 library never half-flushes a
+file to a full disk, and a rerun starts afresh; leftover temporaries of killed processes are
+removed. Every attribute of a surface file (``batch_size`` included) is written at creation and
+never rewritten; value arrays are contiguous datasets allocated then, so writing rows later only
+overwrites bytes in place (no new space is needed): :class:`SurfaceWriter` writes a chunk's
+values, flushes, then marks the points ``done`` and flushes again, and a kill at any instant
+leaves either the previous state or the new one (values without their ``done`` mark are
+computed again).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -46,7 +51,7 @@ from regularizers.files import atomic_path, kill_point, remove_stale_temps
 from regularizers.files import file_sha256 as file_sha256  # re-exported: the hashes live there
 from regularizers.files import tensors_sha256 as tensors_sha256
 
-from .directions import AXES, Directions, check_fits
+from .directions import AXES, Directions, check_finite, check_fits
 from .grid import Grid
 
 VERSION = 1
@@ -102,23 +107,48 @@ def _open(path, mode: str = "r", name=None) -> h5py.File:
                 "it to finish (HDF5_USE_FILE_LOCKING=FALSE lifts the lock: only if you know that "
                 "no other process writes the file)") from None
         text = str(err)  # "Unable to synchronously open file (file signature not found)"
-        system = re.search(r"error message = '([^']*)'", text)
-        reason = system.group(1) if system else text[text.find("(") + 1:text.rfind(")")] if "(" in text else text
+        system = re.search(r"errno = (\d+), error message = '([^']*)'", text)
+        if system and int(system.group(1)) != 0:  # the system refused (read-only file system, ...)
+            action = "read the file" if mode == "r" else "open the file for writing"
+            raise ValueError(f"{name}: cannot {action} ({system.group(2).lower()})") from None
+        reason = text[text.find("(") + 1:text.rfind(")")] if "(" in text else text
         reason = " ".join(reason.split()).lower() or "unreadable"
         raise ValueError(f"{name}: not a readable HDF5 file ({reason})") from None
 
 
 @contextlib.contextmanager
 def _creating(path):
-    """A new HDF5 file (open for writing) made under a temporary name in the same folder and
-    renamed to ``path`` when the block completes; on an error or a kill, ``path`` is untouched.
-    Temporaries left by killed processes are removed first."""
+    """A new HDF5 file (open for writing) built in memory and written to ``path`` atomically
+    when the block completes (:func:`write_image`); on an error or a kill, ``path`` is
+    untouched. The HDF5 library never writes to the disk here, so a full disk is a clean
+    one-line error, never a half-flushed cache. Temporaries left by killed processes are
+    removed first."""
     path = Path(path)
     remove_stale_temps(path.parent, path.name)
-    with atomic_path(path) as tmp:
-        with _open(tmp, "w", name=path) as f:
-            yield f
-        kill_point("h5:written")
+    memory = h5py.File(f"{path.name}.{uuid.uuid4().hex}.image", "w", driver="core", backing_store=False)
+    try:
+        yield memory
+        memory.flush()
+        image = memory.id.get_file_image()
+    finally:
+        memory.close()
+    write_image(path, image)
+
+
+def write_image(path, image: bytes) -> Path:
+    """Write ``image`` to ``path`` atomically (a temporary file renamed into place); a full
+    disk raises a one-line ValueError naming the file and the size, and leaves ``path`` as it was."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(image)
+            kill_point("h5:written")
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ValueError(f"{path}: no space left on device (the file needs {len(image) / 1024:.0f} KiB); "
+                             "free some space and rerun: finished files and points are kept") from None
+        raise
+    return path
 
 
 def _attrs(f: h5py.File) -> dict:
@@ -177,6 +207,7 @@ def load_directions(path, *, model=None, dir_type: Optional[str] = None) -> Dire
         meta = {k: f[k + "_"][()].tolist() for k in PCA_KEYS if k + "_" in f}
     info = [{k: attrs[f"{a}{k}"] for k in _INFO_KEYS if f"{a}{k}" in attrs} for a in AXES[:len(axes)]]
     directions = Directions(axes, stored or dir_type or "weights", info, meta)
+    check_finite(directions, where=str(path))
     if model is not None:
         check_fits(directions, model, where=str(path))
     return directions
@@ -191,7 +222,8 @@ def _as_int(name: str) -> int:
 class SurfaceResult:
     """A surface: coordinates ``(x,)``, ``(x, y)`` or ``(x, y, z)`` and value arrays of shape
     ``(nx,)``, ``(ny, nx)`` or ``(nz, ny, nx)`` (``values[k][i, j]`` at ``(x[j], y[i])``; NaN
-    where not computed), ``done`` marking computed points, and the file's attributes."""
+    where not computed), ``done`` marking computed points, and the file's attributes (with
+    ``batch_size``, the batch size the file was begun with, a number)."""
 
     coordinates: Tuple[np.ndarray, ...]
     values: Dict[str, np.ndarray]
@@ -199,9 +231,11 @@ class SurfaceResult:
     attrs: dict = field(default_factory=dict)
     path: Optional[str] = None
     dir_file: str = ""
+    computed: int = 0  # points evaluated by the call that returned it
 
     @property
     def grid(self) -> Grid:
+        """The surface's :class:`Grid`."""
         return Grid(tuple(self.coordinates))
 
     @property
@@ -211,14 +245,17 @@ class SurfaceResult:
 
     @property
     def x(self) -> np.ndarray:
+        """The x coordinates."""
         return self.coordinates[0]
 
     @property
     def y(self) -> Optional[np.ndarray]:
+        """The y coordinates (None for a 1D surface)."""
         return self.coordinates[1] if len(self.coordinates) > 1 else None
 
     @property
     def z(self) -> Optional[np.ndarray]:
+        """The z coordinates (None below 3D)."""
         return self.coordinates[2] if len(self.coordinates) > 2 else None
 
     def __getitem__(self, key: str) -> np.ndarray:
@@ -226,8 +263,9 @@ class SurfaceResult:
 
     @staticmethod
     def empty(grid: Grid, keys: Sequence[str], **kwargs) -> "SurfaceResult":
+        """A surface of ``grid`` with no point computed (NaN values)."""
         values = {k: np.full(grid.shape, np.nan) for k in keys}
-        return SurfaceResult(grid.axes, values, np.zeros(grid.shape, dtype=bool), **kwargs)
+        return SurfaceResult(grid.coordinates, values, np.zeros(grid.shape, dtype=bool), **kwargs)
 
     def missing_count(self) -> int:
         """The number of points not computed yet."""
@@ -263,53 +301,122 @@ def _stored_value_keys(f: h5py.File, size: int) -> List[str]:
             and (k.endswith("_loss") or k.endswith("_acc"))]
 
 
-def prepare_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_file: str = "") -> np.ndarray:
+def prepare_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_file: str = "",
+                    batch_size: Optional[int] = None, batch_size_choice: str = "") -> np.ndarray:
     """Create the surface file, or check an existing one against the settings; return the flat
-    indices of the points still to compute. ``attrs`` (provenance) must equal those stored."""
+    indices of the points still to compute (:func:`check_surface`, then :func:`create_surface`)."""
+    found = check_surface(path, grid=grid, keys=keys, attrs=attrs)
+    if found is not None:
+        return found[0]
+    create_surface(path, grid=grid, keys=keys, attrs=attrs, dir_file=dir_file, batch_size=batch_size,
+                   batch_size_choice=batch_size_choice)
+    return np.arange(grid.size)
+
+
+def create_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict, dir_file: str = "",
+                   batch_size: Optional[int] = None, batch_size_choice: str = "") -> Path:
+    """A new surface file: coordinates, NaN values, zero ``done`` marks, ``version``, the
+    settings ``attrs``, ``batch_size`` (a number: the batch size the file is begun with) and
+    ``batch_size_choice`` (how it was chosen, e.g. ``"auto: 128 of 64,128,256"``). All of it is
+    written at creation (atomically); later writes only overwrite value bytes in place."""
+    path = Path(path)
+    with _creating(path) as f:
+        f["dir_file"] = str(dir_file)
+        for key, axis in zip(COORDINATES, grid.coordinates):
+            f[key] = axis
+        kill_point("h5:partial")
+        for key in keys:
+            f.create_dataset(key, data=np.full(grid.shape, np.nan))
+        f.create_dataset("done", data=np.zeros(grid.shape, dtype=np.uint8))
+        f.attrs["version"] = VERSION
+        for key, value in attrs.items():
+            f.attrs[key] = canonical(value)
+        if batch_size is not None:
+            f.attrs["batch_size"] = int(batch_size)
+        if batch_size_choice:
+            f.attrs["batch_size_choice"] = str(batch_size_choice)
+    return path
+
+
+def check_surface(path, *, grid: Grid, keys: Sequence[str], attrs: dict,
+                  writable: bool = True) -> Optional[Tuple[np.ndarray, Optional[int]]]:
+    """``(flat indices still to compute, batch size the file was begun with or None)`` of an
+    existing surface file made for ``grid`` with the settings ``attrs``; None when there is no
+    file. With ``writable`` the file is opened for writing, so one that cannot be written (or
+    is open in another process) is refused before any work, but nothing in it is rewritten (a
+    de facto file missing a requested value gets it added, marked unfinished)."""
     path = Path(path)
     if not path.exists():
-        with _creating(path) as f:
-            f["dir_file"] = str(dir_file)
-            for key, axis in zip(COORDINATES, grid.axes):
-                f[key] = axis
-            kill_point("h5:partial")
-            for key in keys:
-                f.create_dataset(key, data=np.full(grid.shape, np.nan))
-            f.create_dataset("done", data=np.zeros(grid.shape, dtype=np.uint8))
-            f.attrs["version"] = VERSION
-            for key, value in attrs.items():
-                f.attrs[key] = canonical(value)
-        return np.arange(grid.size)
-    with _open(path, "r+") as f:
+        return None
+    with _open(path, "r+" if writable else "r") as f:
         coords = _coordinates(f, path)
         if len(coords) != grid.ndim or any(c.shape != a.shape or not np.allclose(c, a, rtol=1e-12, atol=1e-12)
-                                           for c, a in zip(coords, grid.axes)):
-            raise ValueError(f"{path}: made for another grid ({_describe(coords)}, not {_describe(grid.axes)})")
+                                           for c, a in zip(coords, grid.coordinates)):
+            raise ValueError(f"{path}: made for another grid ({_two_grids(coords, grid.coordinates)}); "
+                             "use another surface file")
         stored = _attrs(f)
-        if "version" not in stored:  # a de facto file: -1 marks unfinished points
-            return _prepare_de_facto(f, grid, keys)
-        if stored["version"] > VERSION:
-            raise ValueError(f"{path}: file version {stored['version']} is newer than this reader ({VERSION})")
-        differs = mismatch(stored, attrs)
-        if differs:
-            raise ValueError(f"{path}: {differs}; use another surface file")
-        missing = [k for k in (*keys, "done") if k not in f or f[k].shape != grid.shape]
-        if missing:
-            raise ValueError(f"{path}: dataset {missing[0]!r} is missing or misshapen")
-        return np.flatnonzero(f["done"][()].reshape(-1) == 0)
+        if "version" in stored:
+            return _check_ours(f, path, grid, keys, stored, attrs), stored_batch_size(stored)
+        if all(k in f for k in keys):
+            return _de_facto_pending(f, grid, keys), None
+    try:
+        with _open(path, "r+") as f:  # a de facto file without some requested value: add it
+            _add_de_facto_keys(f, grid, keys)
+            return _de_facto_pending(f, grid, keys), None
+    except (OSError, RuntimeError) as err:
+        raise ValueError(f"{path}: cannot add the missing values to this de facto file ({_reason(err)})") from None
 
 
-def _describe(axes) -> str:
-    return " x ".join(f"[{a[0]:g},{a[-1]:g},{len(a)}]" for a in axes)
+def _check_ours(f: h5py.File, path, grid: Grid, keys: Sequence[str], stored: dict, attrs: dict) -> np.ndarray:
+    version = stored["version"]
+    if not isinstance(version, int):
+        raise ValueError(f"{path}: 'version' attribute is {version!r}, not a number: not a surface file "
+                         "of this toolkit (or a corrupt one); use another surface file")
+    if version > VERSION:
+        raise ValueError(f"{path}: file version {version} is newer than this reader ({VERSION})")
+    differs = mismatch(stored, attrs)
+    if differs:
+        raise ValueError(f"{path}: {differs}; use another surface file")
+    missing = [k for k in (*keys, "done") if k not in f or f[k].shape != grid.shape]
+    if missing:
+        raise ValueError(f"{path}: dataset {missing[0]!r} is missing or misshapen")
+    return np.flatnonzero(f["done"][()].reshape(-1) == 0)
 
 
-def _prepare_de_facto(f: h5py.File, grid: Grid, keys: Sequence[str]) -> np.ndarray:
+def stored_batch_size(attrs: dict) -> Optional[int]:
+    """The ``batch_size`` attribute as a number: files store an int; older files a note such as
+    ``"auto: 256 of 64,128,256"`` or ``"256 (given)"``, which are read too. None when absent."""
+    value = attrs.get("batch_size")
+    if isinstance(value, int):
+        return value
+    found = re.match(r"(?:auto: )?(\d+)", value) if isinstance(value, str) else None
+    return int(found.group(1)) if found else None
+
+
+def _describe(axes, digits: int = 6) -> str:
+    return " x ".join(f"[{a[0]:.{digits}g},{a[-1]:.{digits}g},{len(a)}]" for a in axes)
+
+
+def _two_grids(stored, wanted) -> str:
+    """``"[a,b,n] ..., not [c,d,m] ..."`` with as many digits as it takes to tell them apart."""
+    for digits in (6, 9, 12, 17):
+        old, new = _describe(stored, digits), _describe(wanted, digits)
+        if old != new:
+            return f"{old}, not {new}"
+    return f"{old}, not {new}: the same ends and sizes, other coordinates inside"
+
+
+def _add_de_facto_keys(f: h5py.File, grid: Grid, keys: Sequence[str]) -> None:
     present = _stored_value_keys(f, grid.size)
     shape = f[present[0]].shape if present else grid.shape
-    unfinished = np.zeros(grid.size, dtype=bool)
     for key in keys:
         if key not in f:
             f.create_dataset(key, data=-np.ones(shape))
+
+
+def _de_facto_pending(f: h5py.File, grid: Grid, keys: Sequence[str]) -> np.ndarray:
+    unfinished = np.zeros(grid.size, dtype=bool)
+    for key in keys:
         unfinished |= ~_de_facto_done(f[key][()].reshape(-1))
     return np.flatnonzero(unfinished)
 
@@ -331,40 +438,57 @@ def _write_points(dataset: h5py.Dataset, flat: np.ndarray, values: np.ndarray) -
 
 class SurfaceWriter:
     """``writer(indices, rows)`` stores rows (k, len(keys)) at flat point indices (k,) of an
-    open surface file (prepared by :func:`prepare_surface`): each key's values in one write,
-    a flush, then the ``done`` marks and a second flush (see the module docstring).
-    ``notes`` are attributes recorded on opening that are not settings (never compared on
-    resume), such as the batch size in use."""
+    existing surface file (:func:`create_surface`): each key's values in one write, a flush,
+    then the ``done`` marks and a second flush (see the module docstring). Opening rewrites
+    nothing, and the writes only overwrite bytes allocated when the file was made, so a full
+    disk cannot corrupt the file; a failed write is a one-line ValueError and the points
+    finished before it are kept."""
 
-    def __init__(self, path, keys: Sequence[str], notes: Optional[dict] = None):
+    def __init__(self, path, keys: Sequence[str]):
         self.keys = list(keys)
+        self.path = path
         self._file = _open(path, "r+")
-        for key, value in (notes or {}).items():
-            self._file.attrs[key] = canonical(value)
         self._done = self._file["done"] if "done" in self._file else None
 
     def __call__(self, indices, rows: np.ndarray) -> None:
+        """Store ``rows`` (k, len(keys)) at the flat point ``indices`` (k,)."""
         flat = np.asarray(indices, dtype=np.int64).reshape(-1)
         rows = np.asarray(rows, dtype=np.float64).reshape(len(flat), len(self.keys))
         if len(flat) == 0:
             return
-        for j, key in enumerate(self.keys):
-            _write_points(self._file[key], flat, rows[:, j])
-        self._file.flush()
-        kill_point("surface:values")
-        if self._done is not None:
-            _write_points(self._done, flat, np.ones(len(flat), dtype=np.uint8))
+        try:
+            for j, key in enumerate(self.keys):
+                _write_points(self._file[key], flat, rows[:, j])
             self._file.flush()
+            kill_point("surface:values")
+            if self._done is not None:
+                _write_points(self._done, flat, np.ones(len(flat), dtype=np.uint8))
+                self._file.flush()
+        except (OSError, RuntimeError) as err:
+            raise ValueError(f"{self.path}: writing computed points failed ({_reason(err)}); the points "
+                             "finished before are kept: free space (or fix the disk) and rerun to resume") from None
         kill_point("surface:done")
 
     def close(self) -> None:
-        self._file.close()
+        """Close the file (a close that fails after a failed write is not reported twice)."""
+        with contextlib.suppress(OSError, RuntimeError):
+            self._file.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _reason(err: BaseException) -> str:
+    """The system's words from an HDF5 error (``error message = '...'``), else the first line."""
+    found = re.search(r"error message = '([^']*)'", str(err))
+    if found:
+        return found.group(1).lower()
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def read_surface(path) -> SurfaceResult:

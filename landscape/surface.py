@@ -1,47 +1,41 @@
 """Loss surfaces: evaluate a model over a 1D/2D/3D grid of directions, resumable from HDF5.
 
 ``compute_surface`` is the Python entry point behind ``landscape surface``; ``interpolate`` is
-the 1D line between two models (Goodfellow et al. 2015). The point loop is
-:func:`evaluate_points`: it takes the flat indices to compute and hands every computed chunk of
-rows to a ``write`` callback, so a caller that shards points over processes chooses the indices
-and where the rows go without touching the evaluation; :mod:`landscape.sharding` does so over
-MPI ranks (``compute_surface(..., comm=MPI.COMM_WORLD)``).
+the 1D line between two models (Goodfellow et al. 2015). ``compute_surface`` is a composition of
+named steps, each a function of this module or of the module that owns its subject:
+
+1. :func:`check_options` -- splits, loss and evaluation keywords, before any file is touched;
+2. :func:`landscape.grid.resolve_axes` -- the axis rules, checked once;
+3. :func:`surface_directions` -- directions from recipes, kept in direction files
+   (:mod:`landscape.files`: names, reuse, binding to the weights);
+4. :func:`surface_grid` -- the grid, automatic spans found (:mod:`landscape.span`);
+5. :func:`surface_settings` -- the provenance a surface file stores and a resume must match;
+6. :func:`plan_points` -- which points are still missing (:mod:`landscape.store`);
+7. :func:`make_evaluator` -- the :class:`~landscape.evaluate.Evaluator`, its batch size that of
+   the file being resumed;
+8. :func:`evaluate_missing` -- the points evaluated by a runner (one process, or MPI ranks:
+   :mod:`landscape.sharding`) and written by :class:`~landscape.store.SurfaceWriter`.
 """
 from __future__ import annotations
 
 import inspect
-import re
-import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from torch import nn
-from tqdm import tqdm
 
 from regularizers.evaluation import Tensors, data_splits, loss_name, resolve_loss
 
-from .directions import Directions, origin, random_directions, target_directions
+from .directions import Directions, check_finite, check_finite_weights, random_directions, target_directions
 from .evaluate import Evaluator, value_keys
-from .files import AxisRecipe, open_directions, surface_file_name
-from .grid import AxisSpec, Grid, make_grid
-from .sharding import evaluate_shared, on_all, on_root
-from .store import SurfaceResult, SurfaceWriter, prepare_surface, read_surface, tensors_sha256
-
-Write = Callable[[np.ndarray, np.ndarray], None]
-
-
-def evaluate_points(evaluate: Callable[[np.ndarray], np.ndarray], grid: Grid, indices, *, write: Write,
-                    chunk: int = 1, progress: bool = True, desc: str = "surface") -> None:
-    """Evaluate ``evaluate(coords (k, ndim)) -> rows (k, ncols)`` at the flat point ``indices``
-    of ``grid``, ``chunk`` points at a time, calling ``write(indices, rows)`` after each chunk.
-    A progress bar (points/s) goes to stderr unless ``progress`` is False."""
-    indices = np.asarray(indices, dtype=np.int64)
-    with tqdm(total=len(indices), unit="pt", desc=desc, disable=not progress, leave=False) as bar:
-        for start in range(0, len(indices), chunk):
-            part = indices[start:start + chunk]
-            write(part, evaluate(grid.coords(part)))
-            bar.update(len(part))
+from .files import AxisRecipe, open_directions, surface_file_name, weights_sha256
+from .grid import Axes, AxisSpec, Grid, available_memory, resolve_axes
+from .sharding import SerialRunner, runner
+from .span import automatic_spans
+from .store import SurfaceResult, SurfaceWriter, check_surface, create_surface, read_surface, tensors_sha256
 
 
 def data_fingerprint(data, splits: Sequence[str]) -> dict:
@@ -55,16 +49,19 @@ def data_fingerprint(data, splits: Sequence[str]) -> dict:
     return {"data_sha256": digest, "data_transforms": list(getattr(data, "transforms", ())) or "none"}
 
 
-def surface_attrs(model: nn.Module, data, directions: Directions, *, loss, splits: Sequence[str]) -> dict:
-    """Settings a surface depends on, stored in its file and checked on resume: loss, splits,
-    directions (kind, normalization, ignore policy, seed, and a hash of their values), and
-    hashes of the model's state and of the data (with the data's transformations)."""
+def surface_settings(data, directions: Directions, *, loss, splits: Sequence[str], weights: str,
+                     precision: Optional[str] = None, attrs: Optional[dict] = None) -> dict:
+    """Settings a surface depends on, stored in its file and checked on resume -- built here
+    only: loss, splits, directions (kind, normalization, ignore policy, seed, and a hash of their
+    values), the model's weights hash (``weights``, :func:`landscape.files.weights_sha256`), the
+    data's hash and transformations, the precision, and the caller's provenance ``attrs``."""
     return {"loss": loss_name(loss), "splits": list(splits), **directions.attrs(),
             "directions_sha256": tensors_sha256(t for axis in directions.axes for t in axis),
-            "weights_sha256": tensors_sha256(origin(model, "states")), **data_fingerprint(data, splits)}
+            **data_fingerprint(data, splits), "precision": precision or "none", **(attrs or {}),
+            "weights_sha256": weights}
 
 
-def _check_options(data, splits, loss, rewrites: dict) -> Tuple[str, ...]:
+def check_options(model: nn.Module, data, splits, loss, evaluation: dict) -> Tuple[str, ...]:
     """Every keyword checked before any file is touched; returns the splits to compute."""
     available = data_splits(data)
     splits = tuple(available) if splits is None else tuple(splits)
@@ -72,183 +69,220 @@ def _check_options(data, splits, loss, rewrites: dict) -> Tuple[str, ...]:
     if not splits or missing:
         raise ValueError(f"the data has no {missing[0] if missing else 'selected'!r} split "
                          f"(it has {', '.join(available)})")
+    if len(set(splits)) != len(splits):
+        raise ValueError(f"splits {', '.join(splits)}: a split is named twice")
     resolve_loss(loss)
+    check_finite_weights(model)
+    check_points_per_pass(model, data, splits[0], evaluation)
     allowed = set(inspect.signature(Evaluator).parameters) - {"model", "data", "directions", "splits", "loss"}
-    unknown = sorted(set(rewrites) - allowed)
+    unknown = sorted(set(evaluation) - allowed)
     if unknown:
         raise TypeError(f"compute_surface got unknown keyword(s) {', '.join(unknown)}; "
                         f"evaluation options are {', '.join(sorted(allowed))}")
     return splits
 
 
-AUTO_POINTS = 51
-SPAN_BATCH_SIZE = 256
-
-
-def _is_auto(spec) -> bool:
-    return isinstance(spec, str) and spec.split(":")[0].strip() == "auto"
-
-
-def parse_auto(spec: str) -> Tuple[int, float]:
-    """``"auto[:NUM[:FACTOR]]"`` -> ``(num, factor)`` (defaults 51 points, factor 2)."""
-    parts = [p.strip() for p in spec.split(":")][1:]
+def activation_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
+    """Bytes of the outputs of every leaf module for one example ``inputs`` (1, ...), found
+    by one forward pass in eval mode (the model's modes are restored; nothing else changes)."""
+    sizes, modes = [], {m: m.training for m in model.modules()}
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel() * out.element_size())
+                                     if isinstance(out, torch.Tensor) else None)
+             for m in model.modules() if not list(m.children())]
     try:
-        num = int(parts[0]) if parts and parts[0] else AUTO_POINTS
-        factor = float(parts[1]) if len(parts) > 1 else 2.0
-    except ValueError:
-        num, factor = 0, 0.0
-    if len(parts) > 2 or num < 2 or not factor > 1:
-        raise ValueError(f"axis {spec!r}: expected auto[:NUM[:FACTOR]] with NUM >= 2 and FACTOR > 1, "
-                         "e.g. auto:51:2")
-    return num, factor
+        with torch.no_grad():
+            model.eval()(inputs.to(next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, mode in modes.items():
+            m.train(mode)
+    return sum(sizes)
 
 
-def _automatic_axes(model, data, directions, specs, automatic, split, loss, evaluation, progress):
-    """Axes ``-s:s:num`` where the loss along each automatic axis first reaches its factor times
-    the center loss (:func:`landscape.span.auto_span`); the spans as file attributes."""
-    from .span import direction_spans
+def check_points_per_pass(model: nn.Module, data, split: str, evaluation: dict) -> None:
+    """Refuse a ``points_per_pass`` whose pass would not fit in the memory available: one copy
+    of the model's state plus a batch's activations (:func:`activation_bytes`; a batch of 64
+    when none is given) per point. One line with both sizes."""
+    points = evaluation.get("points_per_pass")
+    if not isinstance(points, int) or points <= 1:
+        return
+    source = data_splits(data)[split]
+    per_point = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    if isinstance(source, Tensors) and source.x.is_floating_point():
+        try:
+            per_point += (evaluation.get("batch_size") or 64) * activation_bytes(model, source.x[:1])
+        except Exception:  # a model this probe cannot run: its weights alone are counted
+            pass
+    device = torch.device(evaluation.get("device") or next(model.parameters()).device)
+    available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory()
+    if points * per_point > available:
+        raise ValueError(f"points_per_pass={points:,} needs about {points * per_point / 2**30:.1f} GiB "
+                         f"({per_point / 2**20:.2f} MiB of weights and activations per point), more than the "
+                         f"{available / 2**30:.1f} GiB available on {device.type}; use fewer points per pass")
 
-    options = {k: v for k, v in evaluation.items() if k in ("device", "output", "precision")}
-    options["batch_size"] = evaluation.get("batch_size") or SPAN_BATCH_SIZE  # not timed: reruns agree
-    axes, attrs = list(specs), {}
-    for i, (num, factor) in automatic.items():
-        one = Directions([directions.axes[i]], directions.dir_type, [directions.info[i]], directions.meta)
-        span = direction_spans(model, data, one, split=split, loss=loss, factor=factor, **options)[0]
-        # found to 1 % by bisection; 3 digits keep a resumed file's grid equal despite float noise
-        axis, s = "xyz"[i], float(f"{span.span:.3g}")
-        axes[i] = np.linspace(-s, s, num)
-        attrs.update({f"{axis}span_auto": s, f"{axis}span_factor": factor, f"{axis}span_reached": bool(span.reached)})
-        if progress:
-            reached = "" if span.reached else f" (not reached by {s:g}: the span is capped)"
-            print(f"{axis} axis auto: the {split} loss reaches {factor:g}x its center value "
-                  f"{span.center_loss:.4g} at +-{s:g}{reached}; axis -{s:g}:{s:g}:{num}", file=sys.stderr, flush=True)
-    return axes, attrs
+
+def surface_directions(model: nn.Module, directions: Union[Directions, Sequence[AxisRecipe]], ndim: int, *,
+                       weights: str, dir_type=None, dir_file=None, surf_file=None, stem: str = "model",
+                       attrs: Optional[dict] = None) -> Tuple[Directions, Optional[str]]:
+    """``(directions, dir_file)``: given directions as they are, or those of one recipe per
+    axis (:func:`landscape.files.open_directions`: in memory when ``dir_file`` is None, a
+    derived file when the surface file's name is derived too, ``surf_file="auto"``)."""
+    if not isinstance(directions, Directions):
+        recipes = list(directions)
+        dir_file = "auto" if dir_file is None and surf_file == "auto" else dir_file
+        if len(recipes) != ndim:
+            raise ValueError(f"a {ndim}D grid needs {ndim} axis recipes, got {len(recipes)}")
+        directions, dir_file = open_directions(model, recipes, dir_type=dir_type, dir_file=dir_file, stem=stem,
+                                               attrs=attrs, weights=weights)
+    if directions.ndim != ndim:
+        raise ValueError(f"a {ndim}D grid needs {ndim} directions, got {directions.ndim}")
+    check_finite(directions)
+    return directions, None if dir_file is None else str(dir_file)
+
+
+def surface_grid(model: nn.Module, data, directions: Directions, axes: Axes, *, split: str, loss,
+                 evaluation: dict, progress: bool) -> Tuple[Grid, dict]:
+    """The grid of ``axes`` and the attributes of its automatic spans (none without them)."""
+    if not axes.automatic:
+        return axes.grid(), {}
+    spans, attrs = automatic_spans(model, data, directions, axes, split=split, loss=loss,
+                                   evaluation=evaluation, progress=progress)
+    return axes.grid(spans), attrs
+
+
+def surface_path(surf_file, dir_file: Optional[str], grid: Grid, loss, splits: Sequence[str]):
+    """The surface file: as given, None (in memory), or ``"auto"``: named after the direction file."""
+    if surf_file != "auto":
+        return surf_file
+    if dir_file is None:
+        raise ValueError("surf_file='auto' derives the name from the direction file; give dir_file")
+    return surface_file_name(dir_file, grid.coordinates, loss_name(loss), splits)
+
+
+@dataclass
+class Plan:
+    """The points a run computes: ``pending`` flat indices, and ``batch_size``, the batch size
+    the file being resumed was begun with (None: a new file or none)."""
+
+    pending: np.ndarray
+    batch_size: Optional[int] = None
+    new: bool = True
+
+
+def plan_points(surf_file, grid: Grid, keys: Sequence[str], settings: dict) -> Plan:
+    """What is missing: every point without a file (or with a new one), else the unfinished
+    points of the existing file, checked against ``settings`` (:func:`landscape.store.check_surface`)."""
+    found = None if surf_file is None else check_surface(surf_file, grid=grid, keys=keys, attrs=settings)
+    if found is None:
+        return Plan(np.arange(grid.size))
+    return Plan(found[0], found[1], new=False)
+
+
+def make_evaluator(run: SerialRunner, model: nn.Module, data, directions: Directions, *, splits, loss,
+                   evaluation: dict, begun: Optional[int]) -> Evaluator:
+    """The evaluator of every rank; without a ``batch_size`` option, that of the file being
+    resumed (``begun``: the same summation order, the same values), else rank 0's timed choice."""
+    if evaluation.get("batch_size") is None and begun is not None:
+        evaluation = {**evaluation, "batch_size": begun}
+    evaluator = run.on_all(Evaluator, model, data, directions, splits=splits, loss=loss, **evaluation)
+    evaluator.batch_size, evaluator.batch_size_note = run.share((evaluator.batch_size, evaluator.batch_size_note))
+    return evaluator
+
+
+def start_result(run: SerialRunner, surf_file, plan: Plan, grid: Grid, keys: Sequence[str], settings: dict,
+                 dir_file: Optional[str], evaluator: Evaluator) -> SurfaceResult:
+    """The surface so far: a new file created (rank 0) with the evaluator's batch size and read
+    back, an existing one read, or (no file, other ranks) an empty result."""
+    batch = {"batch_size": evaluator.batch_size, "batch_size_choice": evaluator.batch_size_note}
+    if surf_file is not None and plan.new:
+        run.on_root(create_surface, surf_file, grid=grid, keys=keys, attrs=settings, dir_file=dir_file or "", **batch)
+    if surf_file is not None and run.root:
+        return read_surface(surf_file)
+    return SurfaceResult.empty(grid, keys, dir_file=dir_file or "", attrs={**settings, **batch})
+
+
+def evaluate_missing(run: SerialRunner, evaluator: Evaluator, grid: Grid, plan: Plan, result: SurfaceResult,
+                     surf_file, *, keys: Sequence[str], progress: bool, desc: str) -> SurfaceResult:
+    """Evaluate the ``plan``'s points (shared by the runner's ranks), each chunk's rows (one
+    column per value of ``keys``) stored in ``result`` and, on rank 0, written to ``surf_file``."""
+    writer = SurfaceWriter(surf_file, keys) if surf_file is not None and run.root else None
+
+    def write(indices, rows):
+        result.put(indices, rows, keys)
+        result.computed += len(indices)
+        if writer is not None:
+            writer(indices, rows)
+
+    try:
+        run.evaluate(evaluator, grid, plan.pending, write=write, chunk=evaluator.points_per_pass,
+                     progress=progress, desc=desc)
+    finally:
+        if writer is not None:
+            writer.close()
+    return result
 
 
 def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Sequence[AxisRecipe]],
                     x: AxisSpec, y: Optional[AxisSpec] = None, z: Optional[AxisSpec] = None,
                     loss="crossentropy", splits: Optional[Sequence[str]] = None, surf_file=None,
                     dir_file=None, dir_type: Optional[str] = None, stem: str = "model",
-                    attrs: Optional[dict] = None, progress: bool = True, on_rows: Optional[Write] = None,
-                    comm=None, **evaluation) -> SurfaceResult:
-    """Loss and accuracy of ``model`` at ``theta + a d1 (+ b d2 (+ c d3))`` over a grid.
+                    attrs: Optional[dict] = None, progress: bool = True, comm=None, **evaluation) -> SurfaceResult:
+    """Loss and accuracy of ``model`` (left bit-exactly unchanged) at ``theta + a d1 (+ b d2 (+ c d3))``.
 
     Args:
-        model: any ``nn.Module``; left bit-exactly unchanged.
         data: any form of :func:`regularizers.evaluation.data_splits` (a Dataset, ``{split:
             (inputs, targets)}``, an ``(inputs, targets)`` pair, a torch Dataset, a DataLoader).
-        directions: :class:`Directions`, or one :class:`landscape.files.AxisRecipe` per axis;
-            recipes are turned into directions kept in ``dir_file`` (see
-            :func:`landscape.files.open_directions`, which also reuses an existing file).
-        x, y, z: grid axes, ``"start:stop:num"`` or increasing coordinate arrays, or
-            ``"auto[:NUM[:FACTOR]]"``: ``NUM`` points over ``[-s, s]``, ``s`` the distance at which
-            the loss first reaches ``FACTOR`` times the center loss (recorded in the file).
-        loss: a name or callable ``loss(outputs, targets)`` (per-example or batch mean).
-        splits: the data splits to evaluate (default: all the data has).
-        surf_file: HDF5 file written as points are computed and resumed when it exists (made
-            with other settings -- :func:`surface_attrs` plus ``attrs`` -- it is refused);
-            ``"auto"`` derives the name from the direction file; None keeps values in memory.
-        dir_file, dir_type, stem: the direction file, the tensors moved (``weights`` or
-            ``states``), and the stem of derived file names (see :mod:`landscape.files`).
-        attrs: provenance stored in the files (e.g. :func:`landscape.files.provenance`).
-        on_rows: ``on_rows(indices, rows)`` after every stored chunk.
-        comm: an mpi4py communicator whose ranks share the points (call on every rank with the
-            same arguments). Rank 0 alone touches files and returns the whole surface; other
-            ranks return the points they computed. Errors in the common steps are raised on
-            every rank as :class:`landscape.sharding.SharedError`.
-        evaluation: options of :class:`landscape.evaluate.Evaluator` (``batch_size``,
-            ``device``, ``precision``, ``points_per_pass``, ``output``, the rewrite switches).
+        directions: :class:`Directions`, or one :class:`landscape.files.AxisRecipe` per axis.
+        x, y, z: axes ``"start:stop:num"``, increasing arrays, or ``"auto[:NUM[:FACTOR]]"`` (``NUM``
+            points over ``[-s, s]``, the loss reaching ``FACTOR`` x the center's at ``s``).
+        loss, splits: a name or ``loss(outputs, targets)``; the splits (default: all the data has).
+        surf_file: resumed when it exists (made with other :func:`surface_settings`: refused);
+            ``"auto"``: named after the direction file; None: in memory.
+        dir_file: recipes' directions kept in memory (None; derived with ``surf_file="auto"``), in
+            a derived file (``"auto"``, from ``stem``) or a named one, bound to the weights.
+        dir_type: ``weights`` or ``states``. attrs: provenance stored in the files; its
+            ``weights_sha256``, when given, is taken as the model's.
+        comm: an mpi4py communicator (or a :mod:`landscape.sharding` runner): call on every rank;
+            rank 0 alone touches files and returns the whole surface.
+        evaluation: options of :class:`landscape.evaluate.Evaluator` (``batch_size``, ``device``,
+            ``precision``, ``points_per_pass``, ``output``, ``hooks``, the rewrite switches).
 
     Returns:
-        a :class:`SurfaceResult`: ``values[key]`` shaped ``(nx,)``, ``(ny, nx)`` or
-        ``(nz, ny, nx)`` with ``Z[i, j]`` at ``(x[j], y[i])``.
+        :class:`SurfaceResult`, ``values[key]`` shaped ``(nx,)``, ``(ny, nx)`` or ``(nz, ny, nx)``
+        (``Z[i, j]`` at ``(x[j], y[i])``); ``computed`` counts the points this call evaluated.
 
-    Raises:
-        ValueError / TypeError: bad arguments, all checked before any file is created.
-
-    A linear model under MSE has a quadratic surface, ``L(a) = mean((w + a d) x - y)^2``:
+    Under MSE a linear model's surface is the quadratic ``L(a) = mean((w + a d) u - v)^2``:
 
     >>> import torch
-    >>> from landscape.directions import Directions
     >>> model = torch.nn.Linear(1, 1, bias=False)
     >>> _ = model.weight.data.fill_(1.0)
-    >>> x, y = torch.ones(4, 1), torch.ones(4, 1)          # loss 0 at the model, (a d)^2 around it
+    >>> inputs, targets = torch.ones(4, 1), torch.ones(4, 1)  # loss 0 at the model, (a d)^2 around it
     >>> line = Directions([[torch.tensor([[2.0]])]])
-    >>> result = compute_surface(model, (x, y), directions=line, x="-1:1:3", loss="mse", progress=False)
-    >>> result["train_loss"].tolist()                      # (2a)^2 at a = -1, 0, 1
+    >>> compute_surface(model, (inputs, targets), directions=line, x="-1:1:3", loss="mse",
+    ...                 progress=False)["train_loss"].tolist()  # (2a)^2 at a = -1, 0, 1
     [4.0, 0.0, 4.0]
     """
-    specs = [a for a in (x, y, z) if a is not None]
-    automatic = {i: parse_auto(spec) for i, spec in enumerate(specs) if _is_auto(spec)}
-    if z is not None and y is None:
-        raise ValueError("a z axis needs a y axis")
-    splits = _check_options(data, splits, loss, evaluation)
-    grid = make_grid(*[spec if i not in automatic else "0:0:1" for i, spec in enumerate(specs)])
-    if not isinstance(directions, Directions):
-        recipes = list(directions)
-        if len(recipes) != grid.ndim:
-            raise ValueError(f"a {grid.ndim}D grid needs {grid.ndim} axis recipes, got {len(recipes)}")
-        directions, dir_file = on_root(comm, lambda: open_directions(
-            model, recipes, dir_type=dir_type, dir_file=dir_file, stem=stem, attrs=attrs))
-    if grid.ndim != directions.ndim:
-        raise ValueError(f"a {grid.ndim}D grid needs {grid.ndim} directions, got {directions.ndim}")
-    if automatic:
-        axes, auto_attrs = on_root(comm, lambda: _automatic_axes(
-            model, data, directions, specs, automatic, splits[0], loss, evaluation, progress))
-        grid, attrs = make_grid(*axes), {**(attrs or {}), **auto_attrs}
-    if surf_file == "auto":
-        if dir_file is None:
-            raise ValueError("surf_file='auto' derives the name from the direction file; give dir_file")
-        surf_file = surface_file_name(dir_file, grid.axes, loss_name(loss), splits)
-    keys = value_keys(splits)
-    root = comm is None or comm.Get_rank() == 0
-
-    def settings() -> dict:
-        return {**surface_attrs(model, data, directions, loss=loss, splits=splits),
-                "precision": evaluation.get("precision") or "none", **(attrs or {})}
-
-    dir_name = "" if dir_file is None else str(dir_file)
-    if surf_file is None:
-        pending = np.arange(grid.size)
-    else:  # rank 0 checks or creates the file; every rank learns the unfinished points
-        pending = on_root(comm, lambda: prepare_surface(surf_file, grid=grid, keys=keys, attrs=settings(),
-                                                        dir_file=dir_name))
-    if surf_file is not None and root:
-        result = read_surface(surf_file)
-    else:
-        result = SurfaceResult.empty(grid, keys, attrs=settings() if root else {}, dir_file=dir_name)
-    if len(pending) == 0:
-        return result
-    stored = on_root(comm, lambda: result.attrs.get("batch_size")) if surf_file is not None else None
-    found = re.match(r"(?:auto: )?(\d+)", stored) if isinstance(stored, str) else None
-    resumed = evaluation.get("batch_size") is None and found is not None
-    if resumed:  # the batch size the file was begun with: the same summation order, the same values
-        evaluation = {**evaluation, "batch_size": int(found.group(1))}
-    evaluator = on_all(comm, lambda: Evaluator(model, data, directions, splits=splits, loss=loss, **evaluation))
-    note = stored if resumed else evaluator.batch_size_note
-    if comm is not None and comm.Get_size() > 1:  # every rank uses rank 0's choice
-        evaluator.batch_size, note = comm.bcast((evaluator.batch_size, note), root=0)
-    result.attrs["batch_size"] = note  # recorded, not a setting: resuming with another batch size is fine
-    writer = SurfaceWriter(surf_file, keys, notes={"batch_size": note}) if surf_file is not None and root else None
-
-    def write(indices, rows):
-        result.put(indices, rows, keys)
-        if writer is not None:
-            writer(indices, rows)
-        if on_rows is not None:
-            on_rows(indices, rows)
-
-    try:
-        if comm is None or comm.Get_size() == 1:
-            evaluate_points(evaluator, grid, pending, write=write, chunk=evaluator.points_per_pass,
-                            progress=progress, desc=f"surface (batch {note})")
-        else:
-            evaluate_shared(comm, evaluator, grid, pending, write=write, chunk=evaluator.points_per_pass,
-                            progress=progress, desc=f"surface (batch {note})")
-    finally:
-        if writer is not None:
-            writer.close()
-    return result
+    run, axes = runner(comm), resolve_axes(x, y, z)
+    splits = check_options(model, data, splits, loss, evaluation)
+    weights = (attrs or {}).get("weights_sha256") or weights_sha256(model)  # hashed once per surface
+    directions, dir_file = run.on_root(surface_directions, model, directions, axes.ndim, weights=weights,
+                                       dir_type=dir_type, dir_file=dir_file, surf_file=surf_file, stem=stem, attrs=attrs)
+    grid, span_attrs = run.on_root(surface_grid, model, data, directions, axes, split=splits[0], loss=loss,
+                                   evaluation=evaluation, progress=progress)
+    surf_file, keys = surface_path(surf_file, dir_file, grid, loss, splits), value_keys(splits)
+    settings = surface_settings(data, directions, loss=loss, splits=splits, weights=weights,
+                                precision=evaluation.get("precision"), attrs={**(attrs or {}), **span_attrs})
+    plan = run.on_root(plan_points, surf_file, grid, keys, settings)
+    if len(plan.pending) == 0:
+        return read_surface(surf_file) if run.root else SurfaceResult.empty(grid, keys)
+    evaluator = make_evaluator(run, model, data, directions, splits=splits, loss=loss, evaluation=evaluation,
+                               begun=plan.batch_size)
+    result = start_result(run, surf_file, plan, grid, keys, settings, dir_file, evaluator)
+    label = f"{Path(stem).name} " + " ".join(f"{a}:{len(c)}" for a, c in zip("xyz", grid.coordinates))
+    result = evaluate_missing(run, evaluator, grid, plan, result, surf_file, keys=keys, progress=progress,
+                              desc=f"{label} (batch {evaluator.batch_size_note})")
+    return result  # checks of the finished surface (e.g. the precision's error bound) go here, once
 
 
 def interpolate(model1: nn.Module, model2: nn.Module, data, alphas: AxisSpec = "-0.5:1.5:41", *,

@@ -82,6 +82,7 @@ class Trajectory:
 
     @property
     def explained_variance_ratio(self) -> List[float]:
+        """The share of the path's variance along each PCA direction."""
         return self.directions.meta["explained_variance_ratio"]
 
     @property

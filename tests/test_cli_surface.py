@@ -1,7 +1,9 @@
+import contextlib
 import json
 
 import h5py
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -27,23 +29,34 @@ def loss_of(model, split="test"):
 
 def test_surface_command_end_to_end_and_rerun(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test"]) == 0
+    grid = ["--x=-1:1:3", "--y=-1:1:3", "--splits", "test"]
+    assert main(["surface", *MODEL, *grid]) == 0
     dir_file = "cnn_weights_xignore=biasbn_xnorm=filter_yignore=biasbn_ynorm=filter_seed=0.h5"
-    surf_file = dir_file[:-3] + "_[-1,1,3]x[-1,1,2]_test.h5"
-    assert f"{surf_file}: 6/6 points (6 computed" in capsys.readouterr().out
+    surf_file = dir_file[:-3] + "_[-1,1,3]x[-1,1,3]_test.h5"
+    assert f"{surf_file}: 9/9 points (9 computed" in capsys.readouterr().out
     surface = read_surface(surf_file)
-    assert surface["test_loss"].shape == (2, 3) and np.isfinite(surface["test_loss"]).all()
+    assert surface["test_loss"].shape == (3, 3) and surface.attrs["batch_size"] > 0
+    # the center is the model itself (built from --seed 0 without a checkpoint)
+    np.testing.assert_allclose(surface["test_loss"][1, 1], loss_of(tiny_cnn(0)), rtol=1e-5)
     assert surface.dir_file == dir_file and surface.attrs["model"] == "cnn" and surface.attrs["data"] == "digits"
     assert read_attrs(dir_file)["xnorm"] == "filter" and read_attrs(dir_file)["checkpoint_sha256"] == "none"
-    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test"]) == 0
-    assert "6/6 points (0 computed" in capsys.readouterr().out
-    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test", "--loss_name", "mse",
-                 "--surf_file", surf_file]) == 2
+    assert main(["surface", *MODEL, *grid]) == 0
+    assert "9/9 points (0 computed" in capsys.readouterr().out
+    assert main(["surface", *MODEL, *grid, "--loss_name", "mse", "--surf_file", surf_file]) == 2
     assert "made with loss='crossentropy', not 'mse'" in capsys.readouterr().err
     with h5py.File(dir_file, "r+") as f:  # as if made for other weights
         f.attrs["weights_sha256"] = "0123"
-    assert main(["surface", *MODEL, "--x=-1:1:3", "--y=-1:1:2", "--splits", "test"]) == 2
-    assert "was made with weights_sha256='0123'" in capsys.readouterr().err
+    # a derived name is never reused for other weights: a new file named with the weights' hash
+    assert main(["surface", *MODEL, *grid]) == 0
+    weights = read_attrs(surf_file)["weights_sha256"]
+    bound = dir_file[:-3] + f"_w={weights[:12]}.h5"
+    assert f"{bound[:-3]}_[-1,1,3]x[-1,1,3]_test.h5: 9/9 points (9 computed" in capsys.readouterr().out
+    assert read_attrs(bound)["weights_sha256"] == weights
+    # a name given explicitly is refused in one line
+    assert main(["surface", *MODEL, *grid, "--dir_file", dir_file, "--surf_file", "other.h5"]) == 2
+    err = capsys.readouterr().err
+    assert "holds directions normalized to other weights" in err and err.count("\n") == 1
+    assert not (tmp_path / "other.h5").exists()
 
 
 def test_checkpoints_targets_and_interpolate(tmp_path, monkeypatch, capsys):
@@ -104,3 +117,101 @@ def test_trajectory_command(tmp_path, capsys):
     assert surface.dir_file.endswith("trajectory_directions.h5") and surface.done.all()
     figure = run / "trajectory.png"
     assert figure.stat().st_size > 1000 and "the loss contours" in out
+
+
+def test_bad_flags_and_files_are_one_line_naming_the_problem(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    torch.save(tiny_cnn(5).state_dict(), "narrow.pt")
+    torch.save(load_model("cnn", num_classes=10, in_channels=1, channels=[4, 16]).state_dict(), "wide.pt")
+    base = [*MODEL, "--checkpoint", "narrow.pt"]
+    cases = [
+        (["surface", *base, "--x="], "x axis '': expected start:stop:num"),
+        (["surface", *base, "--x=-1e308:1e308:3"], "start and stop must be finite"),
+        (["surface", *base, "--x=0:0:1", "--points-per-pass", "100000000"], "points_per_pass=100,000,000 needs about"),
+        (["surface", *base, "--x=0:0:1", "--splits", "train,train"], "argument --splits: 'train,train' names a split twice"),
+        (["surface", *base, "--x=0:0:1", "--batch-size", "0"], "argument --batch-size/--batch_size: 0 is not >= 1"),
+        (["interpolate", *base, "--model_file2", "wide.pt", "--x=0:1:2"], "wide.pt does not fit the model"),
+        (["trajectory", "run", "--margin", "nan"], "argument --margin: 'nan' is not a finite number"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) if "argument" in message else contextlib.nullcontext():
+            assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert message in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["narrow.pt", "wide.pt"]  # nothing written
+    # a grid changed by 1e-7 is printed with the digits that tell the two apart
+    files = ["--surf_file", "g.h5", "--dir_file", "gd.h5", "--splits", "test"]
+    assert main(["surface", *base, "--x=0:1:3", *files]) == 0
+    assert main(["surface", *base, "--x=0:1.0000001:3", *files]) == 2
+    assert "made for another grid ([0,1,3], not [0,1.0000001,3])" in capsys.readouterr().err
+    with h5py.File("g.h5", "r+") as f:
+        f.attrs["version"] = "1"
+    assert main(["surface", *base, "--x=0:1:3", *files]) == 2
+    assert "not a surface file of this toolkit" in capsys.readouterr().err
+
+
+def test_progress_bars_name_the_model_and_the_grid(capsys):
+    from landscape.directions import random_directions
+    from landscape.surface import compute_surface
+
+    model, data = tiny_cnn(6), load_data("digits")
+    compute_surface(model, data, directions=random_directions(model, ndim=2), x="-1:1:3", y="-1:1:2",
+                    stem="runs/a/model.pt", splits=["test"], batch_size=256)
+    assert "model.pt x:3 y:2 (batch 256" in capsys.readouterr().err
+
+
+def test_every_option_of_the_surface_commands_has_help():
+    from landscape.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.choices and "surface" in a.choices).choices
+    for name in ("surface", "interpolate", "trajectory"):
+        missing = [a.dest for a in commands[name]._actions if not a.help]
+        assert missing == [], (name, missing)
+
+
+def test_output_flag_selects_the_logits_of_a_dict_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "dictnet.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self, num_classes=10, in_channels=1):\n"
+        "        super().__init__()\n"
+        "        torch.manual_seed(0)\n"
+        "        self.fc = torch.nn.Linear(64 * in_channels, num_classes)\n"
+        "    def forward(self, inputs):\n"
+        "        return {'logits': self.fc(inputs.flatten(1)), 'aux': inputs.sum()}\n"
+        "def make(num_classes=10, in_channels=1):\n"
+        "    return Net(num_classes, in_channels)\n")
+    import dictnet
+
+    model = dictnet.make()
+    data = load_data("digits")
+    with torch.no_grad():
+        want = F.cross_entropy(model(data.x_test)["logits"], data.y_test).item()
+    argv = ["surface", "--model", "dictnet:make", "--data", "digits", "--quiet", "--x=-1:1:3", "--splits", "test",
+            "--surf_file", "s.h5", "--dir_file", "d.h5"]
+    assert main(argv) == 2 and "output" in capsys.readouterr().err  # a dict output needs --output
+    assert main([*argv, "--output", "logits"]) == 0
+    np.testing.assert_allclose(read_surface("s.h5")["test_loss"][1], want, rtol=1e-5)
+
+
+def test_non_finite_weights_and_directions_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    model = tiny_cnn(7)
+    torch.save(model.state_dict(), "m.pt")
+    bad = {k: v.clone() for k, v in model.state_dict().items()}
+    bad[next(k for k in bad if k.endswith("weight"))][0] = float("nan")
+    torch.save(bad, "nan.pt")
+    base = [*MODEL, "--x=-1:1:3", "--splits", "test"]
+    assert main(["surface", *base, "--checkpoint", "nan.pt", "--surf_file", "a.h5", "--dir_file", "a_dirs.h5"]) == 2
+    err = capsys.readouterr().err
+    assert "holds NaN or infinite values" in err and err.count("\n") == 1
+    assert main(["surface", *base, "--checkpoint", "m.pt", "--surf_file", "b.h5", "--dir_file", "dirs.h5"]) == 0
+    with h5py.File("dirs.h5", "r+") as f:
+        f["xdirection"]["0"][0] = np.nan
+    assert main(["surface", *base, "--checkpoint", "m.pt", "--surf_file", "c.h5", "--dir_file", "dirs.h5"]) == 2
+    err = capsys.readouterr().err
+    assert "dirs.h5: xdirection entry 0 holds NaN or infinite values" in err and err.count("\n") == 1
+    assert not (tmp_path / "a.h5").exists() and not (tmp_path / "c.h5").exists()

@@ -219,7 +219,7 @@ def test_values_do_not_depend_on_the_batch_size(tmp_path):
     assert auto.batch_size in (64, 128, 256, 300)
     assert auto.batch_size_note.startswith(f"auto: {auto.batch_size} of 64")  # candidates run within ~n examples
     assert str(read_surface(tmp_path / "b7.h5").attrs["batch_size"]).split()[0] == "7"
-    assert str(runs[None].attrs["batch_size"]).startswith("auto: ")
+    assert str(runs[None].attrs["batch_size_choice"]).startswith("auto: ")
     # resume the batch-7 file with batch 64: not refused; the recorded size is the new one
     again = compute_surface(net, data, directions=d, batch_size=64, device="cpu", progress=False,
                             surf_file=tmp_path / "b7.h5", **grid)

@@ -38,7 +38,7 @@ def test_bad_coordinate_arrays():
 def test_2d_flat_order_is_meshgrid_xy_on_a_non_square_grid():
     grid = make_grid("0:2:3", "10:40:4")  # nx = 3, ny = 4
     assert grid.shape == (4, 3) and grid.size == 12 and grid.ndim == 2
-    xx, yy = np.meshgrid(grid.axes[0], grid.axes[1])  # 'xy'
+    xx, yy = np.meshgrid(grid.coordinates[0], grid.coordinates[1])  # 'xy'
     np.testing.assert_array_equal(grid.coords(np.arange(12)), np.c_[xx.ravel(), yy.ravel()])
     # Z[i, j] at (x[j], y[i]): flat index i * nx + j
     assert tuple(grid.coords([2 * 3 + 1])[0]) == (1.0, 30.0)
@@ -50,7 +50,7 @@ def test_3d_flat_order():
     coords = grid.coords(np.arange(grid.size))
     for k, (x, y, z) in enumerate(coords):
         s, i, j = np.unravel_index(k, grid.shape)
-        assert (x, y, z) == (grid.axes[0][j], grid.axes[1][i], grid.axes[2][s])
+        assert (x, y, z) == (grid.coordinates[0][j], grid.coordinates[1][i], grid.coordinates[2][s])
 
 
 def test_1d_grid():

@@ -19,7 +19,9 @@ import pytest
 import torch
 
 from landscape.cli import main
-from regularizers.files import RunLock, atomic_path, atomic_write_text, remove_stale_temps, temp_path
+from landscape.grid import make_grid
+from landscape.store import SurfaceWriter, check_surface, create_surface, read_surface
+from regularizers.files import RunLock, atomic_path, atomic_write_text, file_sha256, remove_stale_temps, temp_path
 
 LANDSCAPE = str(Path(sys.executable).with_name("landscape"))
 TRAIN = ["train", "--model", "cnn", "--model-option", "channels=[4,8]", "--data", "digits", "--epochs", "3",
@@ -228,3 +230,98 @@ def test_ctrl_c_under_mpi_exits_130_with_one_line(reference, tmp_path):
         except BlockingIOError:
             time.sleep(0.1)
     assert 0 < done < 101 * 101
+# ----------------------------------------------------------------------------- a full disk
+def fill(folder: Path, leave: int) -> Path:
+    """A file taking all but ``leave`` bytes of ``folder``'s file system."""
+    stats = os.statvfs(folder)
+    filler = folder / "filler"
+    with open(filler, "ab") as f:
+        f.write(b"\0" * max(0, stats.f_bavail * stats.f_frsize - leave))
+    return filler
+
+
+def landscape_output(args, kill_at=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    env.pop("LANDSCAPE_KILL_AT", None)
+    if kill_at:
+        env["LANDSCAPE_KILL_AT"] = kill_at
+    return subprocess.run([LANDSCAPE, *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_full_disk_is_one_line_and_the_surface_resumes_once_space_is_back(reference, small_disk):
+    dir_file, surf_file = small_disk / "dir.h5", small_disk / "surf.h5"
+    args = ["surface", "--checkpoint", reference / "run", *SURFACE, "--dir_file", dir_file, "--surf_file", surf_file]
+    inputs = {p: file_sha256(p) for p in (reference / "run" / "model.pt", reference / "surf.h5", reference / "dir.h5")}
+
+    def refused(step):
+        done = landscape_output(args)
+        assert done.returncode == 2, (step, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, (step, done.stderr)
+        assert "no space left on device" in done.stderr, (step, done.stderr)
+        assert leftovers(small_disk) == [], step
+
+    filler = fill(small_disk, leave=4096)  # not even the direction file fits
+    refused("direction file")
+    assert not dir_file.exists() and not surf_file.exists()
+    filler.unlink()
+    filler = fill(small_disk, leave=28 * 1024)  # the direction file (about 20 KiB) fits, the surface does not
+    refused("surface file")
+    assert dir_file.exists() and not surf_file.exists()
+    filler.unlink()
+    # killed after 10 points, then resumed on a disk with no byte left: the file stays readable
+    assert landscape(args, "surface:done:10") == -signal.SIGKILL
+    assert int(read_surface(surf_file).done.sum()) == 10
+    filler = fill(small_disk, leave=0)
+    done = landscape_output(args)
+    assert "Traceback" not in done.stderr and done.returncode in (0, 2), done.stderr
+    assert read_surface(surf_file).done.sum() >= 10  # the last complete state, readable
+    filler.unlink()
+    assert landscape(args) == 0  # space is back: finishes
+    got, want = surface_arrays(surf_file), surface_arrays(reference / "surf.h5")
+    for key in VALUES:
+        assert np.array_equal(got[key], want[key], equal_nan=True), key
+    assert leftovers(small_disk) == []
+    assert {p: file_sha256(p) for p in inputs} == inputs
+
+
+def test_a_full_disk_during_a_write_keeps_the_finished_points(tmp_path, monkeypatch):
+    """A write that fails (as on a full disk) is one line naming the file; the points finished
+    before it are kept, and the file is resumable."""
+    grid = make_grid("0:1:4")
+    create_surface(tmp_path / "s.h5", grid=grid, keys=["train_loss"], attrs={}, batch_size=8)
+    with SurfaceWriter(tmp_path / "s.h5", ["train_loss"]) as write:
+        write([0, 1], np.array([[1.0], [2.0]]))
+
+        def full(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(h5py.File, "flush", full)
+        with pytest.raises(ValueError, match=r"s.h5: writing computed points failed \(no space left on device\)"):
+            write([2], np.array([[3.0]]))
+        monkeypatch.undo()
+    surface = read_surface(tmp_path / "s.h5")
+    assert surface.done.tolist() == [True, True, False, False] and surface.attrs["batch_size"] == 8
+    np.testing.assert_array_equal(surface["train_loss"][:2], [1.0, 2.0])
+    assert check_surface(tmp_path / "s.h5", grid=grid, keys=["train_loss"], attrs={})[0].tolist() == [2, 3]
+
+
+def test_a_read_only_file_system_is_named_as_such(small_disk):
+    create_surface(small_disk / "s.h5", grid=make_grid("0:1:2"), keys=["train_loss"], attrs={})
+    assert subprocess.run(["mount", "-o", "remount,ro", str(small_disk)]).returncode == 0
+    try:
+        with pytest.raises(ValueError, match=r"s.h5: cannot open the file for writing \(read-only file system\)"):
+            SurfaceWriter(small_disk / "s.h5", ["train_loss"])
+        assert read_surface(small_disk / "s.h5").done.tolist() == [False, False]  # reading still works
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=False)
+
+
+def test_interpolate_and_trajectory_on_a_full_disk_are_one_line(reference, small_disk):
+    run = reference / "run"
+    fill(small_disk, leave=4096)
+    for args in (["interpolate", "--checkpoint", run, "--model_file2", run / "checkpoints" / "epoch_001.pt",
+                  "--x=0:1:3", "--dir_file", small_disk / "d.h5", "--surf_file", small_disk / "s.h5", "--quiet"],
+                 ["trajectory", run, "--out", small_disk / "t", "--quiet"]):
+        done = landscape_output(args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and "no space left on device" in done.stderr, done.stderr
+        assert leftovers(small_disk) == []

@@ -186,3 +186,28 @@ def test_unsharded_commands_refuse_an_mpi_launch(tmp_path, monkeypatch, capsys):
         assert main(command) == 2
         assert "runs in one process" in capsys.readouterr().err
     assert not list(tmp_path.glob("runs"))  # nothing was started
+
+
+@needs_mpi
+def test_ctrl_c_under_mpi_exits_130_and_the_file_resumes(tmp_path):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(LAUNCH_VARS)}
+    environ.update(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1")
+    grid = ["--x=-1:1:25", "--y=-1:1:25", "--dir_file", "dirs.h5", "--surf_file", "surf.h5"]
+    command = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "landscape.cli", *ARGS, *grid]
+    proc = subprocess.Popen(command, cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (tmp_path / "surf.h5").exists():
+            time.sleep(0.2)
+        time.sleep(1)  # some points computed
+        proc.send_signal(signal.SIGINT)  # mpiexec forwards Ctrl-C to the ranks
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert 0 < done(tmp_path / "surf.h5") < 25 * 25
+    rc, out, err, _ = launch(tmp_path, *grid, ranks=2, timeout=300)
+    assert rc == 0 and done(tmp_path / "surf.h5") == 25 * 25, err

@@ -209,3 +209,19 @@ def test_leftover_temporaries_of_killed_writers_are_removed(tmp_path):
     stale.write_bytes(b"half an hdf5 file")
     prepare_surface(tmp_path / "s.h5", grid=make_grid("0:1:2"), keys=["train_loss"], attrs={})
     assert os.listdir(tmp_path) == ["s.h5"]
+
+
+def test_batch_size_is_a_number_and_old_notes_still_read(tmp_path):
+    from landscape.store import check_surface, create_surface, stored_batch_size
+
+    grid = make_grid("0:1:3")
+    create_surface(tmp_path / "s.h5", grid=grid, keys=["train_loss"], attrs={"loss": "mse"}, batch_size=96,
+                   batch_size_choice="auto: 96 of 64,96")
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert isinstance(f.attrs["batch_size"], (int, np.integer)) and f.attrs["batch_size"] == 96
+    before = (tmp_path / "s.h5").read_bytes()
+    pending, begun = check_surface(tmp_path / "s.h5", grid=grid, keys=["train_loss"], attrs={"loss": "mse"})
+    assert pending.tolist() == [0, 1, 2] and begun == 96
+    assert (tmp_path / "s.h5").read_bytes() == before  # checking rewrites nothing
+    for note, value in (("auto: 256 of 64,128,256", 256), ("128 (given)", 128), ("n/a", None), (None, None)):
+        assert stored_batch_size({} if note is None else {"batch_size": note}) == value

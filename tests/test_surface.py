@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.directions import random_directions
+from landscape.sharding import SerialRunner
 from landscape.store import read_surface
 from landscape.surface import compute_surface, interpolate
 
@@ -79,32 +80,39 @@ class Stop(Exception):
     pass
 
 
+class Recording(SerialRunner):
+    """A one-process runner that records the points written (and stops after ``stop`` of them)."""
+
+    def __init__(self, stop=None):
+        self.seen, self.stop = [], stop
+
+    def evaluate(self, evaluate, grid, indices, *, write, **options):
+        def recorded(part, rows):
+            write(part, rows)
+            self.seen.extend(part.tolist())
+            if self.stop is not None and len(self.seen) >= self.stop:
+                raise Stop
+        super().evaluate(evaluate, grid, indices, write=recorded, **options)
+
+
 def test_interrupted_surface_resumes_to_the_one_go_result(tmp_path):
     model, data = cnn_problem()
     d = random_directions(model, ndim=2, seed=4)
     grid = dict(x="-1:1:4", y="-1:1:3")
     whole = compute_surface(model, data, directions=d, progress=False, **grid)
-    path, seen = tmp_path / "s.h5", []
-
-    def stop_after_five(indices, rows):
-        seen.extend(indices)
-        if len(seen) >= 5:
-            raise Stop
-
+    path, first = tmp_path / "s.h5", Recording(stop=5)
     with pytest.raises(Stop):
-        compute_surface(model, data, directions=d, surf_file=path, progress=False, on_rows=stop_after_five, **grid)
+        compute_surface(model, data, directions=d, surf_file=path, progress=False, comm=first, **grid)
     half = read_surface(path)
     assert half.done.sum() == 5 and np.isnan(half["train_loss"]).sum() == 7
-    rest = []
-    resumed = compute_surface(model, data, directions=d, surf_file=path, progress=False,
-                              on_rows=lambda i, r: rest.extend(i), **grid)
-    assert sorted(rest) == sorted(set(range(12)) - set(seen))
+    rest = Recording()
+    resumed = compute_surface(model, data, directions=d, surf_file=path, progress=False, comm=rest, **grid)
+    assert sorted(rest.seen) == sorted(set(range(12)) - set(first.seen)) and resumed.computed == 7
     for key in whole.values:
         np.testing.assert_allclose(resumed[key], whole[key], rtol=1e-12)
         np.testing.assert_allclose(read_surface(path)[key], whole[key], rtol=1e-12)
-    again = []
-    compute_surface(model, data, directions=d, surf_file=path, progress=False, on_rows=lambda i, r: again.extend(i), **grid)
-    assert again == []
+    again = compute_surface(model, data, directions=d, surf_file=path, progress=False, **grid)
+    assert again.computed == 0 and again.done.all()
 
 
 def test_de_facto_file_with_minus_one_entries_resumes_only_those(tmp_path):
@@ -120,10 +128,9 @@ def test_de_facto_file_with_minus_one_entries_resumes_only_those(tmp_path):
             flat = values.reshape(-1).copy()
             flat[missing] = -1
             f[key] = flat.reshape(len(x), len(y))
-    computed = []
-    result = compute_surface(model, data, directions=d, x=x, y=y, surf_file=path, progress=False,
-                             on_rows=lambda i, r: computed.extend(i))
-    assert sorted(computed) == missing
+    recording = Recording()
+    result = compute_surface(model, data, directions=d, x=x, y=y, surf_file=path, progress=False, comm=recording)
+    assert sorted(recording.seen) == missing
     for key in whole.values:
         np.testing.assert_allclose(result[key], whole[key], rtol=1e-12)
         np.testing.assert_allclose(read_surface(path)[key], whole[key], rtol=1e-12)
@@ -163,3 +170,69 @@ def test_interpolation_ends_at_both_models():
         x, y = data["test"]
         expected = F.cross_entropy(model.eval()(x), y).item()
         assert line["test_loss"][at] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_notebook_loop_over_models_equals_fresh_computations_and_writes_nothing(tmp_path, monkeypatch):
+    """The same default recipes for model A then model B (filter-normalized to each): every
+    surface equals one computed from that model's own directions; the current folder stays empty;
+    derived direction files are bound to the weights they were normalized to."""
+    from landscape.files import AxisRecipe
+
+    monkeypatch.chdir(tmp_path)
+    (model_a, data), (model_b, _) = cnn_problem(), cnn_problem()
+    with torch.no_grad():  # model B: model A's weights scaled, so filter-normalized directions differ
+        for p in model_b.parameters():
+            p.mul_(3.0)
+    for model in (model_a, model_b, model_a):
+        got = compute_surface(model, data, directions=[AxisRecipe(seed=0)], x="-1:1:3", progress=False)
+        fresh = compute_surface(model, data, directions=random_directions(model, ndim=1, seed=0), x="-1:1:3",
+                                progress=False)
+        for key in fresh.values:
+            np.testing.assert_array_equal(got[key], fresh[key])
+    assert list(tmp_path.iterdir()) == []
+    # with derived files: model B never reuses model A's direction file
+    files = tmp_path / "files"
+    files.mkdir()
+    monkeypatch.chdir(files)
+    for model in (model_a, model_b):
+        got = compute_surface(model, data, directions=[AxisRecipe(seed=0)], x="-1:1:3", progress=False,
+                              surf_file="auto")  # the direction file's name is derived too
+        fresh = compute_surface(model, data, directions=random_directions(model, ndim=1, seed=0), x="-1:1:3",
+                                progress=False)
+        np.testing.assert_array_equal(got["train_loss"], fresh["train_loss"])
+    assert len(list(files.glob("model_weights_*_seed=0*.h5"))) == 4  # two direction files, two surfaces
+    assert not np.allclose(got["train_loss"], compute_surface(model_a, data, directions=[AxisRecipe(seed=0)],
+                                                              x="-1:1:3", progress=False)["train_loss"])
+
+
+SURFACE_MODULES = ["landscape/surface.py", "landscape/sharding.py", "landscape/grid.py", "landscape/span.py",
+                   "landscape/directions.py", "landscape/files.py", "landscape/store.py", "landscape/trajectory.py",
+                   "landscape/__init__.py", "landscape/commands/surface.py", "landscape/commands/interpolate.py",
+                   "landscape/commands/trajectory.py"]
+
+
+def test_surface_modules_have_short_functions_and_no_private_imports():
+    """(ast) Every function of the surface modules is at most 60 lines, docstring included, and
+    none imports a private name from another module."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    long, private = [], []
+    for name in SURFACE_MODULES:
+        tree = ast.parse((root / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+            if isinstance(node, ast.ImportFrom):
+                private += [f"{name}: {alias.name} from {node.module}" for alias in node.names
+                            if alias.name.startswith("_") and alias.name != "__future__"]
+    assert long == [] and private == []
+
+
+def test_landscape_exports_its_public_names():
+    import landscape
+
+    assert {"compute_surface", "AxisRecipe", "random_directions", "read_surface", "Grid"} <= set(landscape.__all__)
+    for name in landscape.__all__:
+        assert getattr(landscape, name).__module__.startswith("landscape.")

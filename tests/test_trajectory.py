@@ -169,3 +169,14 @@ def test_command_prints_and_records_the_plane_fit(tmp_path, capsys):
     assert attrs["explained_fraction"] == pytest.approx(traj.explained_fraction)
     assert attrs["max_plane_distance"] == pytest.approx(traj.distance.max())
     assert (run / "trajectory.png").stat().st_size > 1000
+
+
+def test_checkpoints_are_in_epoch_number_order(tmp_path):
+    from landscape.trajectory import checkpoint_paths
+
+    (tmp_path / "checkpoints").mkdir()
+    for epoch in (1000, 999, 2, 1002, 10):
+        (tmp_path / "checkpoints" / f"epoch_{epoch:03d}.pt").write_bytes(b"")
+    (tmp_path / "checkpoints" / "epoch_best.pt").write_bytes(b"")
+    assert [p.name for p in checkpoint_paths(tmp_path)] == [
+        "epoch_002.pt", "epoch_010.pt", "epoch_999.pt", "epoch_1000.pt", "epoch_1002.pt"]

@@ -4,68 +4,93 @@ Accepts the flags of tomgoldstein/loss-landscape's plot_surface.py (``--x --y --
 --xignore --yignore --dir_type --dir_file --surf_file --model_file --model_file2 --model_file3
 --loss_name``). Directions: ``--model_file2`` (``--model_file3``) makes the x (y) direction
 point to that model; other axes are random from ``--seed``. An existing ``--dir_file`` (ours or
-de facto) is used as it is; a new one is created under that name. Without ``--dir_file`` /
-``--surf_file`` the names are derived from the settings; a derived direction file that exists is
-reused only when it was made with the same settings.
+de facto) is used as it is (refused when it records other weights); a new one is created under
+that name. Without ``--dir_file`` / ``--surf_file`` the names are derived from the settings; a
+derived direction file that exists is reused only when it was made with the same settings for
+the same weights.
 
-Under ``mpiexec -n N`` (or ``srun``) the ranks share the unfinished points; rank 0 writes the
-file (see :mod:`landscape.sharding`).
+The flags become typed options once (:func:`surface_options`, :func:`axis_specs`); the library
+does the rest (:func:`landscape.surface.compute_surface`). Under ``mpiexec -n N`` (or ``srun``)
+the ranks share the unfinished points; rank 0 writes the file (see :mod:`landscape.sharding`).
 """
 from __future__ import annotations
 
+import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Sequence, Tuple
 
 from . import common
 
 MPI = True  # shares its points among the ranks when started by mpiexec / srun
 HELP = "compute a loss surface (1D/2D/3D) along random or target directions into a resumable HDF5 file"
+DEFAULT_AXIS = "-1:1:51"
 
-SPLITS = ("train", "test")
+
+def splits_list(text: str) -> Tuple[str, ...]:
+    """``--splits``: comma-separated split names, each at most once (an argparse ``type``)."""
+    from landscape.files import ALL_SPLITS
+
+    splits = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in splits if s not in ALL_SPLITS]
+    if not splits or bad:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {', '.join(ALL_SPLITS)} or {','.join(ALL_SPLITS)}")
+    if len(set(splits)) != len(splits):
+        raise argparse.ArgumentTypeError(f"{text!r} names a split twice")
+    return splits
 
 
 def add_direction_arguments(p, dir_type_default=None) -> None:
+    """``--dir_type``, ``--Xnorm``/``--Xignore`` per axis, ``--seed`` and ``--dir_file``."""
     p.add_argument("--dir_type", choices=("weights", "states"), default=dir_type_default,
                    help="move the parameters (weights) or the whole state dict incl. BN running "
-                        "statistics (states); default: the direction file's, else weights")
+                        "statistics (states); none given: the direction file's, else weights")
     for axis in "xyz":
         p.add_argument(f"--{axis}norm", default="filter", choices=("filter", "layer", "weight", "none"),
                        help=f"normalization of a random {axis} direction")
         p.add_argument(f"--{axis}ignore", default="biasbn", choices=("biasbn", "none"),
                        help=f"1-D entries of a random {axis} direction: biasbn = zero, none = random, "
                             "normalized per tensor")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=common.seed_int, default=0,
                    help="seed of the random directions (and of the initial weights without a checkpoint)")
-    p.add_argument("--dir_file", default=None, help="direction file to use (existing) or create")
+    p.add_argument("--dir_file", default=None,
+                   help="direction file to use (existing; refused when made for other weights) or create; "
+                        "none given: a name derived from the settings")
 
 
 def add_evaluation_arguments(p) -> None:
     """Options of the evaluation and of the surface file shared by the surface commands."""
-    p.add_argument("--surf_file", default=None, help="surface file to write or resume")
+    p.add_argument("--surf_file", default=None, help="surface file to write or resume (none given: a derived name)")
     p.add_argument("--loss_name", default="crossentropy", choices=("crossentropy", "nll", "mse"),
                    help="crossentropy on logits, nll on log-probabilities, or the de facto mse")
-    p.add_argument("--splits", default=None,
-                   help="comma-separated: train, test or both (default: every split the data has)")
-    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=None,
-                   help="samples per forward pass (default: the fastest of a few, timed on the first point)")
+    p.add_argument("--splits", type=splits_list, default=None,
+                   help="comma-separated: train, test or both (none given: every split the data has)")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=common.positive_int, default=None,
+                   help="samples per forward pass (none given: the resumed file's, else the fastest of a few, "
+                        "timed on the first point)")
     common.add_device_argument(p)
+    common.add_output_argument(p)
     p.add_argument("--precision", default="none", choices=("none", "bf16", "fp16"),
                    help="autocast forward passes (GPU)")
-    p.add_argument("--points-per-pass", type=int, default=None,
-                   help="points evaluated per vmap pass (default 1 on CPU, 8 on CUDA)")
+    p.add_argument("--points-per-pass", type=common.positive_int, default=None,
+                   help="points evaluated per vmap pass (none given: 1 on CPU, 8 on CUDA); refused when the "
+                        "perturbed weights would not fit in memory")
     p.add_argument("--plain", action="store_true",
                    help="no BN folding, first-layer cache or pooling rewrites (the reference path)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_arguments(p) -> None:
+    """The flags of `landscape surface`."""
     common.add_model_arguments(p)
     p.add_argument("--model_file2", default=None, help="x direction = this checkpoint - the model")
     p.add_argument("--model_file3", default=None, help="y direction = this checkpoint - the model")
     common.add_data_arguments(p)
     p.add_argument("--x", default=None,
-                   help="x axis start:stop:num, written --x=-1:1:51 (default -1:1:51), or auto[:NUM[:FACTOR]]: "
-                        "NUM points over [-s, s], s where the loss first reaches FACTOR (2) x the center loss")
+                   help=f"x axis start:stop:num, written --x=-1:1:51 (none given: {DEFAULT_AXIS}), or "
+                        "auto[:NUM[:FACTOR]]: NUM points over [-s, s], s where the loss first reaches FACTOR (2) "
+                        "x the center loss")
     p.add_argument("--y", default=None, help="y axis start:stop:num or auto[:NUM[:FACTOR]] (2D), e.g. --y=-1:1:51")
     p.add_argument("--z", default=None, help="z axis start:stop:num (3D volume, needs --y)")
     add_direction_arguments(p)
@@ -81,51 +106,70 @@ def add_arguments(p) -> None:
                    help="initialize MPI even when no launcher is detected (mpiexec and srun are)")
 
 
-def parse_splits(text):
-    if text is None:
-        return None
-    splits = tuple(s.strip() for s in text.split(",") if s.strip())
-    bad = [s for s in splits if s not in SPLITS]
-    if not splits or bad:
-        raise ValueError(f"--splits {text!r}: expected train, test or train,test")
-    return splits
+@dataclass(frozen=True)
+class SurfaceOptions:
+    """The evaluation and file flags of the surface commands, typed (:func:`surface_options`)."""
+
+    loss: str = "crossentropy"
+    splits: Optional[Tuple[str, ...]] = None
+    batch_size: Optional[int] = None
+    device: str = "auto"
+    output: Optional[object] = None
+    precision: Optional[str] = None
+    points_per_pass: Optional[int] = None
+    plain: bool = False
+    progress: bool = True
+    surf_file: Optional[str] = None
+
+    def keywords(self) -> dict:
+        """Keywords of :func:`landscape.surface.compute_surface` (all but the files)."""
+        from regularizers.evaluation import resolve_device
+
+        return dict(loss=self.loss, splits=self.splits, batch_size=self.batch_size, device=resolve_device(self.device),
+                    output=self.output, precision=self.precision, points_per_pass=self.points_per_pass,
+                    progress=self.progress, **(dict(fold_bn=False, first_layer=False, reorder=False) if self.plain else {}))
 
 
-def evaluation_options(args) -> dict:
-    """Keywords of :func:`landscape.surface.compute_surface` from the evaluation options."""
-    from regularizers.evaluation import resolve_device
+def surface_options(args) -> SurfaceOptions:
+    """:class:`SurfaceOptions` from the parsed flags of :func:`add_evaluation_arguments` (the
+    one place a namespace becomes options)."""
+    return SurfaceOptions(loss=args.loss_name, splits=args.splits, batch_size=args.batch_size, device=args.device,
+                          output=common.output_selector(args.output),
+                          precision=None if args.precision == "none" else args.precision,
+                          points_per_pass=args.points_per_pass, plain=args.plain, progress=not args.quiet,
+                          surf_file=args.surf_file)
 
-    return dict(loss=args.loss_name, splits=parse_splits(args.splits), batch_size=args.batch_size,
-                device=resolve_device(args.device),
-                precision=None if args.precision == "none" else args.precision,
-                points_per_pass=args.points_per_pass, progress=not args.quiet,
-                **(dict(fold_bn=False, first_layer=False, reorder=False) if args.plain else {}))
 
-
-def _stem(args) -> str:
-    checkpoint = common.checkpoint_file(args.checkpoint)
-    stem = str(checkpoint) if checkpoint else (args.model or "model").replace(":", "_").replace("/", "_")
-    for other in (args.model_file2, args.model_file3):
+def file_stem(model_spec: Optional[str], checkpoint, targets: Sequence[Optional[str]] = ()) -> str:
+    """The stem of derived file names: the checkpoint's path (else the model spec), plus the
+    stems of the target checkpoints."""
+    checkpoint = common.checkpoint_file(checkpoint)
+    stem = str(checkpoint) if checkpoint else (model_spec or "model").replace(":", "_").replace("/", "_")
+    for other in targets:
         if other:
             stem += "_" + Path(other).stem
     return stem
+
+
+def target_recipe(args, target: str):
+    """:class:`landscape.files.AxisRecipe` toward the checkpoint ``target`` (built like the model)."""
+    from landscape.files import AxisRecipe
+    from landscape.store import file_sha256
+
+    other, _ = common.model_and_data(args, checkpoint=target)
+    return AxisRecipe("target", target=other, target_sha256=file_sha256(common.checkpoint_file(target)))
 
 
 def recipes_from_args(args, ndim: int) -> list:
     """One :class:`landscape.files.AxisRecipe` per axis: toward --model_file2 (x) and
     --model_file3 (y) when given, else random with that axis's --Xnorm/--Xignore and --seed."""
     from landscape.files import AxisRecipe
-    from landscape.store import file_sha256
 
     recipes = []
     for axis, target in zip("xyz"[:ndim], (args.model_file2, args.model_file3, None)):
-        if target:
-            other, _ = common.model_and_data(args, checkpoint=target)
-            recipes.append(AxisRecipe("target", target=other,
-                                      target_sha256=file_sha256(common.checkpoint_file(target))))
-        else:
-            recipes.append(AxisRecipe("random", norm=getattr(args, f"{axis}norm"),
-                                      ignore=getattr(args, f"{axis}ignore"), seed=args.seed))
+        recipes.append(target_recipe(args, target) if target else
+                       AxisRecipe("random", norm=getattr(args, f"{axis}norm"), ignore=getattr(args, f"{axis}ignore"),
+                                  seed=args.seed))
     return recipes
 
 
@@ -152,19 +196,21 @@ def hessian_file(args, model, data, ndim: int, attrs: dict):
         print("  eigenvalues " + ", ".join(f"{v:.4g}" for v in stored["eigenvalues"]), flush=True)
         return directions
 
-    path = args.dir_file or f"{_stem(args)}_weights_hessian_k={ndim}_seed={args.seed}.h5"
+    stem = file_stem(args.model, args.checkpoint, (args.model_file2, args.model_file3))
+    path = args.dir_file or f"{stem}_weights_hessian_k={ndim}_seed={args.seed}.h5"
     return keep_directions(path, model, ndim, make, dir_type="weights",
-                           wanted=settings if args.dir_file is None else None, attrs=stored)
+                           wanted=settings if args.dir_file is None else None, attrs=stored,
+                           weights=attrs.get("weights_sha256"))
 
 
-def report(result, seconds: float, computed: int, ranks: int = 1) -> None:
+def report(result, seconds: float, ranks: int = 1) -> None:
     """One line per file: points computed and speed, then the loss range and the origin's values."""
     import numpy as np
 
-    rate = computed / seconds if seconds > 0 else float("nan")
+    rate = result.computed / seconds if seconds > 0 else float("nan")
     on = f" on {ranks} ranks" if ranks > 1 else ""
     print(f"{result.path}: {int(result.done.sum())}/{result.done.size} points "
-          f"({computed} computed in {seconds:.1f} s, {rate:.2f} points/s{on})")
+          f"({result.computed} computed in {seconds:.1f} s, {rate:.2f} points/s{on})")
     if result.nan_count():
         print(f"  {result.nan_count()} points are NaN (the loss diverged there)")
     for key, values in result.values.items():
@@ -173,61 +219,66 @@ def report(result, seconds: float, computed: int, ranks: int = 1) -> None:
             print(f"  {key}: min {finite.min():.4g}  max {finite.max():.4g}")
 
 
-def provenance_from_args(args, model, data) -> dict:
-    """:func:`landscape.files.provenance` of the model the flags name."""
+def provenance_of(model, data, model_spec: Optional[str], checkpoint) -> dict:
+    """:func:`landscape.files.provenance` of a model (its spec, else its run folder's)."""
     from landscape.files import provenance
 
-    return provenance(model, model_spec=args.model or common.run_config(args.checkpoint).get("model", ""),
-                      checkpoint=common.checkpoint_file(args.checkpoint), data_name=data.name)
+    return provenance(model, model_spec=model_spec or common.run_config(checkpoint).get("model", ""),
+                      checkpoint=common.checkpoint_file(checkpoint), data_name=data.name)
 
 
-def surface_from_args(args, model, data, axes, comm=None) -> int:
-    """The computation shared by `surface` and `interpolate`: recipes and provenance from the
-    flags, then :func:`landscape.surface.compute_surface`; ``comm`` shares the points among
-    MPI ranks (rank 0 makes the direction file and reports)."""
+def compute_and_report(model, data, *, directions, axes: Sequence[str], options: SurfaceOptions, dir_file,
+                       attrs: dict, stem: str, dir_type: Optional[str] = None, comm=None):
+    """:func:`landscape.surface.compute_surface` with the typed options, then :func:`report` (on
+    rank 0): what `surface`, `interpolate` and `trajectory` share. Returns the surface."""
+    from landscape.sharding import runner
     from landscape.surface import compute_surface
 
-    options = evaluation_options(args)
-    attrs = provenance_from_args(args, model, data)
-    computed = []
-    start = time.perf_counter()
+    run, start = runner(comm), time.perf_counter()
     x, y, z = (list(axes) + [None, None])[:3]
-    if getattr(args, "directions", "random") == "hessian":
-        from landscape import sharding
+    result = compute_surface(model, data, directions=directions, x=x, y=y, z=z, surf_file=options.surf_file or "auto",
+                             dir_file=dir_file, dir_type=dir_type, stem=stem, attrs=attrs, comm=run,
+                             **options.keywords())
+    if run.root:
+        report(result, time.perf_counter() - start, run.ranks)
+    return result
 
-        directions, dir_file = sharding.on_root(comm, lambda: hessian_file(args, model, data, len(axes), attrs))
-    else:
-        directions, dir_file = recipes_from_args(args, len(axes)), args.dir_file
-    result = compute_surface(model, data, directions=directions, x=x, y=y, z=z,
-                             surf_file=args.surf_file or "auto", dir_file=dir_file, dir_type=args.dir_type,
-                             stem=_stem(args), attrs=attrs, comm=comm,
-                             on_rows=lambda idx, rows: computed.append(len(idx)), **options)
-    if comm is None or comm.Get_rank() == 0:
-        report(result, time.perf_counter() - start, sum(computed), 1 if comm is None else comm.Get_size())
-    return 0
+
+def axis_specs(x: Optional[str], y: Optional[str], z: Optional[str]) -> Tuple[str, ...]:
+    """The axes the flags ask for, checked (:func:`landscape.grid.resolve_axes`) before anything
+    is loaded; ``--x`` defaults to :data:`DEFAULT_AXIS` (an empty ``--x=`` is refused)."""
+    from landscape.grid import resolve_axes
+
+    if x is None and (y is not None or z is not None):
+        raise ValueError("--y/--z need an explicit --x (e.g. --x=-1:1:51)")
+    axes = tuple(a for a in (DEFAULT_AXIS if x is None else x, y, z) if a is not None)
+    resolve_axes(*axes)
+    return axes
+
+
+def load(args):
+    """``(model, data)`` of the flags; the seed fixes the initial weights when no checkpoint is given."""
+    import torch
+
+    torch.manual_seed(args.seed)
+    return common.model_and_data(args)
 
 
 def run(args) -> int:
+    """`landscape surface`: flags -> typed options -> :func:`compute_and_report`."""
     from landscape import sharding
 
     comm = sharding.start(force=args.mpi)
     with sharding.guard(comm, "landscape surface"):
-        model, data, axes = sharding.on_all(comm, lambda: _setup(args))
-        return surface_from_args(args, model, data, axes, comm)
-
-
-def _setup(args):
-    import torch
-
-    from landscape.grid import make_grid
-    from landscape.surface import parse_auto
-
-    if args.x is None and (args.y is not None or args.z is not None):
-        raise ValueError("--y/--z need an explicit --x (e.g. --x=-1:1:51)")
-    if args.z is not None and args.y is None:
-        raise ValueError("--z needs --y (a 3D volume is x, y, z)")
-    axes = [a for a in (args.x or "-1:1:51", args.y, args.z) if a is not None]
-    # checked (format and memory) before anything is loaded; an automatic axis counts its points
-    make_grid(*[f"-1:1:{parse_auto(a)[0]}" if a.startswith("auto") else a for a in axes])
-    torch.manual_seed(args.seed)  # reproducible initial weights when no checkpoint is given
-    return (*common.model_and_data(args), tuple(axes))
+        run = sharding.runner(comm)
+        options, axes = surface_options(args), axis_specs(args.x, args.y, args.z)
+        model, data = run.on_all(load, args)
+        attrs = provenance_of(model, data, args.model, args.checkpoint)
+        stem = file_stem(args.model, args.checkpoint, (args.model_file2, args.model_file3))
+        if args.directions == "hessian":
+            directions, dir_file = run.on_root(hessian_file, args, model, data, len(axes), attrs)
+        else:
+            directions, dir_file = recipes_from_args(args, len(axes)), args.dir_file or "auto"
+        compute_and_report(model, data, directions=directions, axes=axes, options=options, dir_file=dir_file,
+                           dir_type=args.dir_type, attrs=attrs, stem=stem, comm=run)
+        return 0

@@ -15,29 +15,32 @@ distances as attributes.
 """
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from . import common
-from .surface import add_evaluation_arguments, evaluation_options, provenance_from_args, report
+from .surface import add_evaluation_arguments, compute_and_report, provenance_of, surface_options
 
 HELP = "PCA directions of a run's checkpoints, the projected optimizer path, optional surface around it"
 
 
 def add_arguments(p) -> None:
+    """The flags of `landscape trajectory`."""
     p.add_argument("run", help="run folder with checkpoints/epoch_*.pt, model.pt and config.json")
     common.add_model_arguments(p, checkpoint=False)
     common.add_data_arguments(p)
-    p.add_argument("--dir_type", choices=("weights", "states"), default="weights")
+    p.add_argument("--dir_type", choices=("weights", "states"), default="weights",
+                   help="PCA of the parameters (weights) or of the whole state dict incl. BN statistics (states)")
     p.add_argument("--ignore", choices=("biasbn", "none"), default="biasbn",
                    help="biasbn: leave 1-D tensors (biases, BN) out of the PCA")
     p.add_argument("--out", default=None, help="folder for the files (default: the run folder)")
     p.add_argument("--surface", action="store_true", help="also compute the surface around the final model")
     p.add_argument("--x", default=None, help="x axis start:stop:num (default: the path's range, 21 points)")
     p.add_argument("--y", default=None, help="y axis start:stop:num (default: the path's range, 21 points)")
-    p.add_argument("--margin", type=float, default=0.3, help="default axes extend the path's range by this fraction")
+    p.add_argument("--margin", type=common.nonnegative_float, default=0.3,
+                   help="default axes extend the path's range by this fraction")
     add_evaluation_arguments(p)
 
 
@@ -61,18 +64,16 @@ def print_distances(traj, most: int = 20, farthest: int = 5) -> None:
 
 
 def run(args) -> int:
-    from landscape.plot import plot_trajectory
-    from regularizers.files import atomic_path
+    """`landscape trajectory`: PCA of the run's checkpoints, the projected path, the optional
+    surface (:func:`compute_and_report`) and the figure."""
     from landscape.store import save_directions, save_projection
-    from landscape.surface import compute_surface
     from landscape.trajectory import run_trajectory
 
     out = Path(args.out or args.run)
     out.mkdir(parents=True, exist_ok=True)
-    args.checkpoint = args.run  # the final model: the run's model.pt
-    model, data = common.model_and_data(args)
+    model, data = common.model_and_data(args, checkpoint=args.run)  # the final model: the run's model.pt
     traj = run_trajectory(model, args.run, dir_type=args.dir_type, ignore=args.ignore)
-    attrs = provenance_from_args(args, model, data)
+    attrs = provenance_of(model, data, args.model, args.run)
     dir_file = save_directions(out / "trajectory_directions.h5", traj.directions, attrs)
     path_file = save_projection(out / "trajectory_path.h5", traj.coords, labels=traj.labels,
                                 attrs={**attrs, "dir_file": str(dir_file),
@@ -85,20 +86,29 @@ def run(args) -> int:
           f"{traj.coords[:, 0].max():.3g}], y in [{traj.coords[:, 1].min():.3g}, {traj.coords[:, 1].max():.3g}]")
     print(f"{path_file}: {traj.summary()}")
     print_distances(traj)
-    if args.surface:
-        x = args.x or path_axis(traj.coords[:, 0], args.margin)
-        y = args.y or path_axis(traj.coords[:, 1], args.margin)
-        options = evaluation_options(args)
-        surf_file = args.surf_file or out / "trajectory_surface.h5"
-        computed, start = [], time.perf_counter()
-        result = compute_surface(model, data, directions=traj.directions, x=x, y=y, surf_file=surf_file,
-                                 dir_file=str(dir_file), attrs=attrs,
-                                 on_rows=lambda idx, rows: computed.append(len(idx)), **options)
-        report(result, time.perf_counter() - start, sum(computed))
-        surface = (result.x, result.y, result["train_loss" if "train_loss" in result.values else "test_loss"])
-    else:
-        surface = None
-    figure = out / "trajectory.png"
+    surface = trajectory_surface(args, model, data, traj, dir_file, out, attrs) if args.surface else None
+    plot_path(traj, surface, out / "trajectory.png")
+    return 0
+
+
+def trajectory_surface(args, model, data, traj, dir_file, out: Path, attrs: dict):
+    """The surface around the final model in the PCA plane, on a grid covering the path unless
+    --x/--y are given: ``(x, y, train loss)`` for the figure."""
+    x = args.x if args.x is not None else path_axis(traj.coords[:, 0], args.margin)
+    y = args.y if args.y is not None else path_axis(traj.coords[:, 1], args.margin)
+    options = surface_options(args)
+    surf_file = str(options.surf_file or out / "trajectory_surface.h5")
+    result = compute_and_report(model, data, directions=traj.directions, axes=(x, y), dir_file=str(dir_file),
+                                attrs=attrs, stem=str(Path(args.run) / "model.pt"),
+                                options=replace(options, surf_file=surf_file))
+    return result.x, result.y, result["train_loss" if "train_loss" in result.values else "test_loss"]
+
+
+def plot_path(traj, surface, figure: Path) -> None:
+    """The path over the loss contours (or the PCA plane), its farthest checkpoint marked."""
+    from landscape.plot import plot_trajectory
+    from regularizers.files import atomic_path
+
     worst = int(np.argmax(traj.relative_distance))
     title = (f"the PCA plane explains {100 * traj.explained_fraction:.1f} % of the path's variance\n"
              f"farthest checkpoint: {traj.labels[worst]}, {traj.distance[worst]:.3g} off the plane "
@@ -110,5 +120,4 @@ def run(args) -> int:
     with atomic_path(figure) as tmp:
         fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
     print(f"{figure}: the path over {'the loss contours' if surface else 'the PCA plane'}")
-    return 0
 
