@@ -24,6 +24,7 @@ mode, batch-size independent weighting), built in :func:`curvature_objective`.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
@@ -295,6 +296,9 @@ def hessian_diagonal(model: nn.Module, data, *, num_probes: Optional[int] = None
                 reached = _relative_stderr(mean, stderr)
                 if num_probes is None and count >= DIAGONAL_MIN_PROBES and reached <= rtol:
                     break
+    if num_probes is None and reached > rtol:
+        warnings.warn(f"Hessian diagonal: median relative standard error {reached:.3g} after {count} probes, "
+                      f"above the target {rtol:g} (raise max_probes for more)", stacklevel=2)
     names = {id(p): n for n, p in model.named_parameters()}
     return HessianDiagonal(mean.numpy(), stderr.numpy(), [names[id(p)] for p in obj.params],
                            [tuple(p.shape) for p in obj.params], count, int(seed), obj.num_hvp, obj.dim,
