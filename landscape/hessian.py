@@ -34,8 +34,8 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Tensors, loss_name, resolve_loss, select_output,
-                                     split_source, summed_loss)
+from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Tensors, loss_name, resolve_loss, seeded_subset,
+                                     select_output, split_source, summed_loss)
 
 from .directions import Directions
 
@@ -374,3 +374,35 @@ def curvature_along(model: nn.Module, data, directions: Directions, *, split: st
             v = flat([t.to(torch.float64) for t in pieces]).to(obj.device)
             out.append(float(v @ obj.hvp(v) / (v @ v)) if float(v @ v) > 0 else math.nan)
     return out
+
+
+def hessian_axes(model: nn.Module, recipes: Sequence) -> Directions:
+    """The top ``len(recipes)`` Hessian eigenvectors as the axes of ``recipes`` (each a
+    :class:`landscape.files.AxisRecipe` of kind ``"hessian"``; the first one's data, loss,
+    samples and seed are used).
+
+    ``info`` per axis: the recipe's settings, its ``eigenvalue`` and the ``examples`` it was
+    found on; with a subset (``samples``) smaller than the train split, also ``curvature_all``:
+    the curvature along the axis over the whole split -- the curvature of the surface drawn on
+    it -- so that both numbers are kept.
+
+    Raises:
+        ValueError: a recipe of another kind, or ``samples`` with streamed data.
+    """
+    if any(r.kind != "hessian" for r in recipes):
+        raise ValueError("Hessian axes cannot be mixed with random or target axes")
+    first = recipes[0]
+    data = first.data
+    if first.samples is not None:
+        source = split_source(data, "train")
+        if not isinstance(source, Tensors):
+            raise ValueError("a Hessian subset (samples=) needs staged (x, y) data, not a loader")
+        data = {"train": seeded_subset(source.x, source.y, first.samples, first.seed)}
+    found = hessian_directions(model, data, len(recipes), loss=first.loss, output=first.output, seed=first.seed,
+                               progress=first.progress)
+    info = [{**r.info(), "eigenvalue": value, "examples": found.meta["examples"]}
+            for r, value in zip(recipes, found.meta["eigenvalues"])]
+    if first.samples is not None and first.samples < len(split_source(first.data, "train")):
+        for entry, value in zip(info, curvature_along(model, first.data, found, loss=first.loss, output=first.output)):
+            entry["curvature_all"] = value
+    return Directions(found.axes, "weights", info, found.meta)
