@@ -44,9 +44,11 @@ class GraphReusing:
         self.grads = torch.autograd.grad(loss, self.params, create_graph=True)
 
     def hvp(self, vs):
+        """H v, one tensor per parameter, on the kept graph."""
         return torch.autograd.grad(self.grads, self.params, grad_outputs=vs, retain_graph=True)
 
     def trace(self, probes: int, seed: int = 0) -> float:
+        """Hutchinson's trace estimate from ``probes`` Rademacher probes."""
         gen, total = torch.Generator().manual_seed(seed), 0.0
         for _ in range(probes):
             vs = [torch.randint(0, 2, p.shape, generator=gen).to(p.dtype) * 2 - 1 for p in self.params]
@@ -54,6 +56,7 @@ class GraphReusing:
         return total / probes
 
     def top_eigenvalue(self, iterations: int, seed: int = 0) -> float:
+        """Power iteration for ``iterations`` products (PyHessian's ``eigenvalues``, one vector)."""
         gen = torch.Generator().manual_seed(seed)
         vs = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in self.params]
         value = 0.0
@@ -88,6 +91,7 @@ def best(fn, rounds: int):
 
 
 def run(name: str, probes: int, rounds: int) -> list:
+    """Table rows ``(model, quantity, HVPs, ours s, reference s, our value, reference value)``."""
     build, shape, samples = MODELS[name]
     torch.manual_seed(0)
     model = build().eval()
@@ -113,6 +117,7 @@ def run(name: str, probes: int, rounds: int) -> list:
 
 
 def main() -> None:
+    """Parse the flags, run the models, print a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probes", type=int, default=20, help="Hutchinson probes of both traces")
     parser.add_argument("--rounds", type=int, default=3, help="timed repetitions; the best counts")

@@ -287,6 +287,7 @@ class Progress:
 
     @property
     def seconds(self) -> float:
+        """Seconds since the start."""
         return time.perf_counter() - self.start
 
     def step(self) -> None:
