@@ -42,7 +42,7 @@ from .directions import Directions
 Params = Union[str, Sequence[nn.Parameter]]
 MEMORY_CAP = 2 << 30      # bytes of autograd graph held at once (2 GiB) ...
 MEMORY_FRACTION = 0.25    # ... or this fraction of the free memory when that is less
-PROBE_EXAMPLES = 16       # examples of the batch that measures the graph's bytes per example
+PROBE_EXAMPLES = 8        # examples of the batch that measures the graph's bytes per example
 
 
 def select_params(model: nn.Module, params: Params = "all") -> list:
@@ -183,6 +183,8 @@ class Objective:
     def _batch_size_by_memory(self) -> int:
         """The most examples whose graph fits the budget, from a probe batch's saved bytes."""
         total = len(self.source)
+        if total == 0:
+            raise ValueError("the data has no examples to take the Hessian on")
         inputs, targets = next(self.source.batches(min(total, PROBE_EXAMPLES)))
         _, n, used = self._graph(inputs, targets)
         self.graph_bytes = used / n * total  # estimate for the whole split
