@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.curvature import hessian_trace, top_eigenvalues
+from landscape import hessian
 from regularizers.models import create_model
 
 
@@ -90,8 +91,21 @@ def best(fn, rounds: int):
     return min(times), value
 
 
-def run(name: str, probes: int, rounds: int) -> list:
-    """Table rows ``(model, quantity, HVPs, ours s, reference s, our value, reference value)``."""
+def recomputing(fn):
+    """``fn`` with a graph budget of 0 bytes: every product redoes the forward pass and first
+    backward (the library before graph reuse, and its fallback beyond the memory budget)."""
+    def call():
+        cap, hessian.MEMORY_CAP = hessian.MEMORY_CAP, 0
+        try:
+            return fn()
+        finally:
+            hessian.MEMORY_CAP = cap
+    return call
+
+
+def run(name: str, probes: int, rounds: int, recompute: bool = False) -> list:
+    """Table rows ``(model, quantity, HVPs, ours s, reference s, our value, reference value,
+    recomputing s or None)``."""
     build, shape, samples = MODELS[name]
     torch.manual_seed(0)
     model = build().eval()
@@ -112,7 +126,8 @@ def run(name: str, probes: int, rounds: int) -> list:
             t_ref = min(t_ref, t)
             t, v_ours = best(ours, 1)
             t_ours = min(t_ours, t)
-        rows.append((name, what, products, t_ours, t_ref, v_ours, v_ref))
+        t_old = best(recomputing(ours), 1)[0] if recompute else None
+        rows.append((name, what, products, t_ours, t_ref, v_ours, v_ref, t_old))
     return rows
 
 
@@ -123,16 +138,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed repetitions; the best counts")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    parser.add_argument("--recompute", action="store_true",
+                        help="also time ours with every graph recomputed (budget 0; one round)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), CPU seconds, best of {args.rounds}")
     print("| model | quantity | HVPs | ours (s) | PyHessian's method (graph reuse, reimplemented) (s) | ratio "
-          "| ours (value) | reference (value) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+          "| ours (value) | reference (value) | recomputing (s) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.models.split(","):
-        for model, what, products, t_ours, t_ref, v_ours, v_ref in run(name, args.probes, args.rounds):
+        for model, what, products, t_ours, t_ref, v_ours, v_ref, t_old in run(name, args.probes, args.rounds,
+                                                                               args.recompute):
+            old = "-" if t_old is None else f"{t_old:.3f} ({t_old / t_ref:.2f}x)"
             print(f"| {model} | {what} | {products} | {t_ours:.3f} | {t_ref:.3f} | {t_ours / t_ref:.2f}x "
-                  f"| {v_ours:.5g} | {v_ref:.5g} |", flush=True)
+                  f"| {v_ours:.5g} | {v_ref:.5g} | {old} |", flush=True)
 
 
 if __name__ == "__main__":
