@@ -93,7 +93,8 @@ def best(fn, rounds: int):
 
 def recomputing(fn):
     """``fn`` with a graph budget of 0 bytes: every product redoes the forward pass and first
-    backward (the library before graph reuse, and its fallback beyond the memory budget)."""
+    backward (the library before graph reuse, and its fallback beyond the memory budget); give
+    ``fn`` an explicit batch size, as the budget also sizes the default batches."""
     def call():
         cap, hessian.MEMORY_CAP = hessian.MEMORY_CAP, 0
         try:
@@ -113,9 +114,9 @@ def run(name: str, probes: int, rounds: int, recompute: bool = False) -> list:
     eig = top_eigenvalues(model, (inputs, targets), k=1, tol=1e-3)
     hvps = eig.num_hvp
     cases = {
-        "trace": (lambda: hessian_trace(model, (inputs, targets), num_probes=probes).mean,
+        "trace": (lambda **kw: hessian_trace(model, (inputs, targets), num_probes=probes, **kw).mean,
                   lambda: GraphReusing(model, inputs, targets).trace(probes), probes),
-        "top eigenvalue": (lambda: top_eigenvalues(model, (inputs, targets), k=1, tol=1e-3).values[0],
+        "top eigenvalue": (lambda **kw: top_eigenvalues(model, (inputs, targets), k=1, tol=1e-3, **kw).values[0],
                            lambda: GraphReusing(model, inputs, targets).top_eigenvalue(hvps), hvps),
     }
     rows = []
@@ -126,7 +127,7 @@ def run(name: str, probes: int, rounds: int, recompute: bool = False) -> list:
             t_ref = min(t_ref, t)
             t, v_ours = best(ours, 1)
             t_ours = min(t_ours, t)
-        t_old = best(recomputing(ours), 1)[0] if recompute else None
+        t_old = best(recomputing(lambda: ours(batch_size=samples)), 1)[0] if recompute else None
         rows.append((name, what, products, t_ours, t_ref, v_ours, v_ref, t_old))
     return rows
 
