@@ -17,6 +17,8 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 from torch import nn
 
+from regularizers.evaluation import loss_name
+
 from .directions import Directions, Source, origin, random_directions, settings_attrs, target_directions
 from .store import file_sha256, load_directions, mismatch, read_attrs, save_directions, tensors_sha256
 
@@ -48,7 +50,7 @@ class AxisRecipe:
     target_sha256: str = "none"
     data: Any = field(default=None, compare=False, repr=False)
     output: Any = field(default=None, compare=False, repr=False)
-    loss: str = "crossentropy"
+    loss: Any = "crossentropy"
     samples: Optional[int] = None
     progress: bool = field(default=False, compare=False, repr=False)
 
@@ -65,7 +67,7 @@ class AxisRecipe:
         if self.kind == "target":
             return {"kind": "target", "sha256": self.target_sha256}
         if self.kind == "hessian":
-            return {"kind": "hessian", "seed": self.seed, "loss": self.loss,
+            return {"kind": "hessian", "seed": self.seed, "loss": loss_name(self.loss),
                     "samples": "all" if self.samples is None else self.samples}
         return {"kind": "random", "norm": self.norm, "ignore": self.ignore, "seed": self.seed}
 
