@@ -144,3 +144,29 @@ def test_default_diagonal_stops_at_the_stated_precision():
     with pytest.warns(UserWarning, match="median relative standard error"):
         capped = hessian_diagonal(model, (x, y), rtol=1e-4, max_probes=12, seed=1)
     assert capped.num_probes == 12 and not capped.converged and capped.rel_stderr > 1e-4
+
+
+def test_density_and_diagonal_take_hf_dict_batches():
+    from regularizers.evaluation import BatchHooks
+
+    model, x, y = mlp_and_data(seed=2)
+
+    class Keyword(nn.Module):  # a HuggingFace-style model: keyword inputs, a dict of outputs
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, features):
+            return {"logits": self.inner(features)}
+
+    rows = [{"features": a, "labels": b} for a, b in zip(x, y)]
+    loader = DataLoader(rows, batch_size=5)
+    hooks = BatchHooks(split=lambda b: ({"features": b["features"]}, b["labels"]))
+    wrapped = Keyword(model)
+    dense = spectral_density(model, (x, y), num_probes=2, lanczos_steps=6, seed=1)
+    dicts = spectral_density(wrapped, loader, num_probes=2, lanczos_steps=6, seed=1, output="logits", hooks=hooks)
+    np.testing.assert_allclose(dicts.nodes, dense.nodes, rtol=1e-8, atol=1e-10)
+    diag = hessian_diagonal(model, (x, y), num_probes=4, seed=1)
+    got = hessian_diagonal(wrapped, loader, num_probes=4, seed=1, output="logits", hooks=hooks)
+    np.testing.assert_allclose(got.values, diag.values, rtol=1e-8, atol=1e-12)
+    assert got.names == ["inner." + n for n in diag.names]
