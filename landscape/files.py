@@ -99,10 +99,12 @@ def direction_file_name(stem: str, recipes: Sequence[AxisRecipe], dir_type: str)
     name = f"{stem}_{dir_type}"
     for axis, recipe in zip("xyz", recipes):
         if recipe.kind == "hessian":
-            name += f"_{axis}=hessian" + ("" if recipe.samples is None else f"_{axis}samples={recipe.samples}")
+            name += f"_{axis}=hessian"
         else:
             name += (f"_{axis}=target" if recipe.kind == "target"
                      else f"_{axis}ignore={recipe.ignore}_{axis}norm={recipe.norm}")
+    if recipes[0].kind == "hessian" and recipes[0].samples is not None:
+        name += f"_samples={recipes[0].samples}"
     seeds = [r.seed for r in recipes if r.kind != "target"]
     if seeds:
         name += f"_seed={seeds[0]}"
