@@ -9,9 +9,10 @@ Hessian directions of loss surfaces (:func:`hessian_directions`, the ``kind="hes
 
 Hessian-vector products reuse the first backward's graph, as PyHessian does: the gradient of
 each batch is taken once with ``create_graph=True`` and kept, and every product is then one
-``autograd.grad(grads, params, v, retain_graph=True)`` per batch. The graphs are kept while they
-fit in :func:`memory_budget` (measured, not guessed: the bytes autograd saves are counted);
-beyond it every product recomputes the forward pass and first backward batch by batch. Staged
+``autograd.grad(grads, params, v, retain_graph=True)`` per batch. The graphs of the first
+batches are kept while they fit in :func:`memory_budget` (measured, not guessed: the bytes
+autograd saves are counted); the batches beyond recompute their forward pass and first backward
+for every product. Staged
 data is cut into batches whose graph fits the budget (measured on a probe batch) unless
 ``batch_size`` is given. Batch losses are summed and divided by the number of examples, so the
 values do not depend on the batching.
@@ -155,7 +156,7 @@ class Objective:
         self.device, self.dtype = self.params[0].device, self.params[0].dtype
         self.budget = memory_budget(self.device) if budget is None else int(budget)
         self.num_hvp, self.count, self.graph_bytes = 0, None, None
-        self._cache, self._key = [], None
+        self._cache, self._key, self._total, self._used = [], None, None, 0
         self.batch_size = batch_size
         if batch_size is None and isinstance(self.source, Tensors):
             self.batch_size = self._batch_size_by_memory()
@@ -187,7 +188,7 @@ class Objective:
             raise ValueError("the data has no examples to take the Hessian on")
         inputs, targets = next(self.source.batches(min(total, PROBE_EXAMPLES)))
         _, n, used = self._graph(inputs, targets)
-        self.graph_bytes = used / n * total  # estimate for the whole split
+        self.graph_bytes = used / n * total  # estimate for the whole split, from the probe
         return int(max(1, min(total, self.budget // max(used / n, 1))))
 
     def unflat(self, v: torch.Tensor) -> list:
@@ -219,34 +220,51 @@ class Objective:
         """What the kept graphs depend on: the parameters' identities and in-place versions."""
         return tuple((id(p), p._version) for p in self.model.parameters())
 
-    def _graphs(self) -> Iterator[Tuple[tuple, bool]]:
-        """``(create_graph gradients, keep the graph)`` of every batch: the kept ones when they
-        are still valid, else fresh ones, kept while their measured bytes fit the budget."""
-        if self._cache and self._key == self._state():
-            for grads in self._cache:
-                yield grads, True
+    def _graphs(self) -> Iterator[Tuple[tuple, int, bool]]:
+        """``(create_graph gradients, examples, graph kept)`` of every batch. The graphs of the
+        first batches are kept while their measured bytes fit the budget (all of them with
+        ``reuse=True``, none with ``False``) and reused until a parameter changes; the batches
+        beyond are recomputed on every pass."""
+        state = self._state()
+        if self._key != state:  # first pass, or the parameters moved: forget the kept graphs
+            self._cache, self._key, self._total, self._used = [], state, None, 0
+        if self._total is not None and len(self._cache) == self._total:  # all kept: no data to read
+            yield from ((grads, n, True) for grads, n in self._cache)
             return
-        self._cache, self._key, used, count = [], None, 0, 0
-        keep, state = self.reuse is not False, self._state()
-        for inputs, targets in self.source.batches(self.batch_size):
+        closed, count, index = self._total is not None, 0, -1
+        for index, (inputs, targets) in enumerate(self.source.batches(self.batch_size)):
+            if index < len(self._cache):
+                grads, n = self._cache[index]
+                yield grads, n, True
+                count += n
+                continue
             grads, n, size = self._graph(inputs, targets)
-            used, count = used + size, count + n
-            if keep and self.reuse is None and used > self.budget:
-                keep, self._cache = False, []  # the graphs do not fit: recompute from now on
+            keep = not closed and self.reuse is not False and (self.reuse or self._used + size <= self.budget)
+            closed = closed or not keep  # the kept graphs are a prefix of the batches
             if keep:
-                self._cache.append(grads)
-            yield grads, keep
-        self.count, self.graph_bytes = count, used
-        if keep:
-            self._key = state  # complete: valid until a parameter changes
-        elif self.reuse is None:
-            self.reuse = False
+                self._cache.append((grads, n))
+                self._used += size
+            yield grads, n, keep
+            count += n
+        if count == 0:
+            raise ValueError("the data has no examples to take the Hessian on")
+        self._total, self.count = index + 1, count
+
+    @property
+    def kept_batches(self) -> int:
+        """Batches whose first-backward graph is kept for the next products."""
+        return len(self._cache)
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes autograd saved for the kept graphs (measured)."""
+        return self._used
 
     def hvp(self, v: torch.Tensor) -> torch.Tensor:
         """Hessian-vector product, ``v`` flat (num_params,); the result flat float64 on the device."""
         self.num_hvp += 1
         vs, out = self.unflat(v), torch.zeros(self.dim, device=self.device, dtype=torch.float64)
-        for grads, keep in self._graphs():
+        for grads, _, keep in self._graphs():
             pairs = [(g, u) for g, u in zip(grads, vs) if g.requires_grad]
             if pairs:  # none only when the loss is linear in the parameters
                 out += flat(torch.autograd.grad([g for g, _ in pairs], self.params, [u for _, u in pairs],

@@ -279,15 +279,22 @@ def test_graph_reuse_and_recompute_equal_the_dense_hessian():
     counted = Counting(model)
     h = autograd_hessian(model, x, y, every=True)
     vs = torch.randn(4, h.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with evaluating(counted):
+        sizes = []
+        for part in (slice(0, 7), slice(7, 14)):
+            one = Objective(counted, (x[part], y[part]), reuse=True)
+            one.hvp(vs[0, :one.dim])
+            sizes.append(one.kept_bytes)
+        two = sizes[0] + sizes[1] + sizes[0] // 2  # room for the graphs of the first two batches
     products = {}
-    for reuse, budget in ((True, None), (False, None), (None, 0)):  # budget 0: the graphs never fit
+    batches = 5  # 7, 7, 7, 7, 2
+    for reuse, budget, kept in ((True, None, 5), (False, None, 0), (None, 0, 0), (None, two, 2)):
         counted.calls = 0
         with evaluating(counted):
             obj = Objective(counted, (x, y), batch_size=7, reuse=reuse, budget=budget)
             products[reuse, budget] = torch.stack([obj.hvp(v) for v in vs]).numpy()
-        batches = 5  # 7, 7, 7, 7, 2
-        assert counted.calls == (batches if reuse else 4 * batches)  # kept graphs: one forward per batch
-        assert obj.reuse is (True if reuse else False)
+        assert obj.kept_batches == kept
+        assert counted.calls == batches + 3 * (batches - kept)  # a kept graph: one forward in all
     for got in products.values():
         np.testing.assert_allclose(got, vs.numpy() @ h, rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(products[True, None], products[False, None])  # the same sums
