@@ -33,7 +33,17 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
+
+try:  # torch >= 2.3
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def math_attention():
+        """``scaled_dot_product_attention`` on its math kernel, the one with a double backward."""
+        return sdpa_kernel(SDPBackend.MATH)
+except ImportError:  # torch 2.2
+    def math_attention():
+        """``scaled_dot_product_attention`` on its math kernel, the one with a double backward."""
+        return torch.backends.cuda.sdp_kernel(enable_flash=False, enable_math=True, enable_mem_efficient=False)
 
 from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Tensors, loss_name, resolve_loss, seeded_subset,
                                      select_output, split_source, summed_loss)
@@ -91,7 +101,7 @@ def evaluating(model: nn.Module) -> Iterator[None]:
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
+        with torch.enable_grad(), math_attention():
             yield
     finally:
         for m, flag in flags:
@@ -121,9 +131,13 @@ class _SavedBytes:
         self.sizes = {}
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in self.skip:
-            self.sizes[storage.data_ptr()] = max(self.sizes.get(storage.data_ptr(), 0), storage.nbytes())
+        """Count ``t``'s storage once; ``t`` is kept as it is."""
+        try:
+            key, size = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
+        except (RuntimeError, NotImplementedError):  # tensors without a plain storage
+            key, size = id(t), t.numel() * t.element_size()
+        if key not in self.skip:
+            self.sizes[key] = max(self.sizes.get(key, 0), size)
         return t
 
     @property
