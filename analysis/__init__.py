@@ -5,7 +5,7 @@ from analysis.angles import (AngleHistogram, MinAngleTable, angle_histogram, ang
                              minimal_angles,
                              named_layers, pairwise_angles, plot_angle_histogram, plot_min_angles)
 from analysis.curvature import (average_sharpness, convexity_map, convexity_ratio,
-                                dense_hessian, epsilon_sharpness, hessian_trace,
+                                dense_hessian, epsilon_sharpness, extreme_eigenvalues, hessian_trace,
                                 hessian_vector_product, min_eigenvalue, rho_sharpness,
                                 top_eigenvalues)
 from analysis.generalization import (Gap, RefineSweep, accuracy_points, generalization_gap,
@@ -23,7 +23,7 @@ __all__ = [
     "AngleHistogram", "MinAngleTable", "angle_histogram", "angle_values", "cosine_array", "cosine_matrix",
     "filter_array", "filter_rows", "min_angle_table", "minimal_angles", "named_layers", "pairwise_angles",
     "plot_angle_histogram", "plot_min_angles",
-    "average_sharpness", "convexity_map", "convexity_ratio", "dense_hessian", "epsilon_sharpness",
+    "average_sharpness", "convexity_map", "convexity_ratio", "dense_hessian", "epsilon_sharpness", "extreme_eigenvalues",
     "hessian_trace", "hessian_vector_product", "min_eigenvalue", "rho_sharpness", "top_eigenvalues",
     "Gap", "RefineSweep", "accuracy_points", "generalization_gap", "load_history",
     "plot_accuracy_scatter", "plot_gap", "plot_learning_curves", "plot_refine_sweep", "sweet_point",

@@ -3,11 +3,18 @@
 Every function here looks at the *mean* loss over a whole data set, ``data`` in any form of
 :func:`regularizers.evaluation.data_splits` (an ``(x, y)`` pair, a Dataset -- its ``train``
 split --, a DataLoader, ...), evaluated in batches: staged tensors in batches of ``batch_size``
-examples (default: all at once), a loader in its own batches. Batch losses are summed and divided
-by the number of examples, so values (loss, gradient, Hessian eigenvalues) do not depend on the
+examples (default: as many as the autograd graph's measured memory allows, see
+:mod:`landscape.hessian`), a loader in its own batches. Batch losses are summed and divided by
+the number of examples, so values (loss, gradient, Hessian eigenvalues) do not depend on the
 batching. ``loss`` is a name or a callable ``loss(outputs, targets)`` (per-example losses or the
 batch mean; see :func:`regularizers.evaluation.resolve_loss`), ``output`` picks the predictions
-of a model returning a dict or tuple.
+of a model returning a dict or tuple (e.g. ``"logits"``), and ``hooks``
+(:class:`regularizers.evaluation.BatchHooks`) reads other batch layouts, e.g. HuggingFace dict
+batches with the labels inside.
+
+Hessian-vector products go through :class:`landscape.hessian.Objective`: the first backward's
+graph is kept per batch and reused by every product while it fits in memory (PyHessian's
+method), and attention runs on the twice-differentiable math kernel.
 
 Only the parameters chosen by ``params`` move or are differentiated: ``"all"`` (default: every
 parameter, as PyHessian and an exact Hessian count them), ``"weights"`` (the tensors with
@@ -21,19 +28,20 @@ flags and the parameter values are restored afterwards.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
 
-from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Tensors, resolve_loss, select_output,
-                                     split_source, summed_loss)
+from landscape.hessian import Objective, Params, evaluating, flat, select_params, shifted
+from regularizers.evaluation import DEFAULT_HOOKS, BatchHooks
 
-Params = Union[str, Sequence[nn.Parameter]]
+__all__ = ["ConvexityMap", "ConvexityResult", "EigenResult", "Params", "SharpnessResult", "TraceResult",
+           "average_sharpness", "convexity_map", "convexity_ratio", "dense_hessian", "epsilon_sharpness",
+           "extreme_eigenvalues", "hessian_trace", "hessian_vector_product", "min_eigenvalue", "rho_sharpness",
+           "select_params", "top_eigenvalues"]
 
 
 @dataclass
@@ -99,177 +107,55 @@ class SharpnessResult:
     seed: Optional[int]
 
 
-def select_params(model: nn.Module, params: Params = "all") -> list:
-    """The parameters curvature is taken over, in ``model.parameters()`` order."""
-    if isinstance(params, str):
-        if params not in ("weights", "all"):
-            raise ValueError(f"params must be 'weights', 'all' or a list of parameters, got {params!r}")
-        chosen = [p for p in model.parameters() if p.requires_grad and (params == "all" or p.dim() > 1)]
-    else:
-        wanted = {id(p) for p in params}
-        chosen = [p for p in model.parameters() if id(p) in wanted]
-        if len(chosen) != len(wanted):
-            raise ValueError("params holds tensors that are not parameters of the model")
-        if not all(p.requires_grad for p in chosen):
-            raise ValueError("every chosen parameter must require grad")
-    if not chosen:
-        raise ValueError(f"the model has no parameters matching params={params!r}")
-    return chosen
-
-
-def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-@contextmanager
-def _shifted(params: Sequence[torch.Tensor], deltas: Sequence[torch.Tensor]) -> Iterator[None]:
-    """Add ``deltas`` to ``params`` for the duration of the block, then restore them exactly."""
-    saved = [p.detach().clone() for p in params]
-    try:
-        with torch.no_grad():
-            for p, d in zip(params, deltas):
-                p.add_(d.to(device=p.device, dtype=p.dtype))
-        yield
-    finally:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
-
-
-@contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Eval mode with gradients enabled; each module's training flag is restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        with torch.enable_grad():
-            yield
-    finally:
-        for m, flag in flags:
-            m.train(flag)
-
-
-class _Objective:
-    """The mean loss over ``data`` as a function of the flat vector of the chosen parameters."""
-
-    def __init__(self, model, data, loss="crossentropy", batch_size=None, params: Params = "all",
-                 output=None, hooks: BatchHooks = DEFAULT_HOOKS):
-        self.model, self.output, self.hooks = model, output, hooks
-        self.source = split_source(data, "train", hooks)
-        self.fn = resolve_loss(loss)
-        self.batch_size = batch_size or (len(self.source) if isinstance(self.source, Tensors) else None)
-        self.params = select_params(model, params)
-        self.dim = sum(p.numel() for p in self.params)
-        self.device, self.dtype = self.params[0].device, self.params[0].dtype
-        self.num_hvp = 0
-
-    def _parts(self):
-        """``(summed loss of a batch, examples in it)`` for every batch of the data."""
-        for inputs, targets in self.source.batches(self.batch_size):
-            inputs, targets = self.hooks.to(inputs, self.device), self.hooks.to(targets, self.device)
-            n = self.hooks.size(inputs)
-            outputs = select_output(self.hooks.call(self.model, inputs), self.output)
-            yield summed_loss(self.fn, outputs, targets, n), n
-
-    def unflat(self, v: torch.Tensor) -> list:
-        v = v.to(device=self.device, dtype=self.dtype)
-        return [c.view_as(p) for c, p in zip(v.split([p.numel() for p in self.params]), self.params)]
-
-    def shifted(self, delta: torch.Tensor):
-        return _shifted(self.params, self.unflat(delta))
-
-    def loss(self) -> float:
-        with torch.no_grad():
-            total, count = 0.0, 0
-            for part, n in self._parts():
-                total, count = total + part.item(), count + n
-            return total / count
-
-    def loss_and_gradient(self) -> Tuple[float, torch.Tensor]:
-        loss, count, grad = 0.0, 0, torch.zeros(self.dim, device=self.device, dtype=self.dtype)
-        for part, n in self._parts():
-            grad += _flat(torch.autograd.grad(part, self.params, materialize_grads=True))
-            loss, count = loss + part.item(), count + n
-        return loss / count, grad / count
-
-    def hvp(self, v: torch.Tensor) -> torch.Tensor:
-        """Hessian-vector product by double backprop, ``v`` and the result flat (num_params,)."""
-        self.num_hvp += 1
-        vs, out, count = self.unflat(v), torch.zeros(self.dim, device=self.device, dtype=self.dtype), 0
-        for part, n in self._parts():
-            grads = torch.autograd.grad(part, self.params, create_graph=True, materialize_grads=True)
-            dot = sum((g * u).sum() for g, u in zip(grads, vs))
-            if dot.requires_grad:  # false only when the loss is linear in the parameters
-                out += _flat(torch.autograd.grad(dot, self.params, materialize_grads=True))
-            count += n
-        return out / count
-
-    def dense(self) -> np.ndarray:
-        """The explicit (num_params, num_params) Hessian from one HVP per basis vector."""
-        eye = torch.eye(self.dim, device=self.device, dtype=self.dtype)
-        h = torch.stack([self.hvp(e) for e in eye]).double().cpu().numpy()
-        return (h + h.T) / 2
-
-    def extremes(self, k: int, which: str, seed: int, tol: float, maxiter: Optional[int]):
-        """``k`` eigenpairs at one end ('LA', 'SA') or both ends ('BE'), values ascending."""
-        if self.dim <= k + 1:  # too small for ARPACK: take the explicit Hessian
-            values, vectors = np.linalg.eigh(self.dense())
-            pick = {"LA": np.arange(self.dim - k, self.dim), "SA": np.arange(k), "BE": np.array([0, self.dim - 1])}[which]
-            return values[pick], vectors[:, pick]
-
-        def matvec(v):
-            return self.hvp(torch.from_numpy(np.asarray(v, dtype=np.float64).ravel())).double().cpu().numpy()
-
-        op = LinearOperator((self.dim, self.dim), matvec=matvec, dtype=np.float64)
-        v0 = np.random.default_rng(seed).standard_normal(self.dim)
-        values, vectors = eigsh(op, k=k, which=which, v0=v0, tol=tol, maxiter=maxiter)
-        order = np.argsort(values)
-        return values[order], vectors[:, order]
-
-
 def hessian_vector_product(model: nn.Module, data, vector, *,
-                           loss="crossentropy", output=None, batch_size: Optional[int] = None,
+                           loss="crossentropy", output=None, hooks: BatchHooks = DEFAULT_HOOKS,
+                           batch_size: Optional[int] = None,
                            params: Params = "all") -> torch.Tensor:
     """H v for the mean loss over ``data``. ``vector``: flat (num_params,) or one tensor per chosen
     parameter; returns flat (num_params,)."""
-    with _evaluating(model):
-        obj = _Objective(model, data, loss, batch_size, params, output)
-        v = vector if torch.is_tensor(vector) else _flat(vector)
-        return obj.hvp(v).detach()
+    with evaluating(model):
+        obj = Objective(model, data, loss, batch_size, params, output, hooks)
+        v = vector if torch.is_tensor(vector) else flat(vector)
+        return obj.hvp(v).detach().to(obj.dtype)
 
 
 def dense_hessian(model: nn.Module, data, *,
-                  loss="crossentropy", output=None, batch_size: Optional[int] = None,
+                  loss="crossentropy", output=None, hooks: BatchHooks = DEFAULT_HOOKS, batch_size: Optional[int] = None,
                   params: Params = "all") -> np.ndarray:
     """The explicit (num_params, num_params) float64 Hessian: num_params HVPs, small models only."""
-    with _evaluating(model):
-        return _Objective(model, data, loss, batch_size, params, output).dense()
+    with evaluating(model):
+        return Objective(model, data, loss, batch_size, params, output, hooks).dense()
 
 
-def top_eigenvalues(model: nn.Module, data, k: int = 1, *,
-                    loss="crossentropy", output=None, batch_size: Optional[int] = None,
-                    params: Params = "all", seed: int = 0, tol: float = 1e-6,
-                    maxiter: Optional[int] = None) -> EigenResult:
-    """The ``k`` largest (algebraic) Hessian eigenvalues, descending, by Lanczos (ARPACK)."""
-    with _evaluating(model):
-        obj = _Objective(model, data, loss, batch_size, params, output)
-        values, vectors = obj.extremes(k, "LA", seed, tol, maxiter)
-    return EigenResult(values[::-1].copy(), vectors[:, ::-1].copy(), "largest", seed, obj.num_hvp, obj.dim)
+def extreme_eigenvalues(model: nn.Module, data, k: int = 1, *, which: str = "largest",
+                        loss="crossentropy", output=None, hooks: BatchHooks = DEFAULT_HOOKS,
+                        batch_size: Optional[int] = None, params: Params = "all", seed: int = 0,
+                        tol: float = 1e-6, maxiter: Optional[int] = None) -> EigenResult:
+    """The ``k`` largest (``which="largest"``, descending) or smallest (``"smallest"``, most
+    negative first, ascending) algebraic Hessian eigenvalues by Lanczos (ARPACK)."""
+    if which not in ("largest", "smallest"):
+        raise ValueError(f"which must be 'largest' or 'smallest', got {which!r}")
+    with evaluating(model):
+        obj = Objective(model, data, loss, batch_size, params, output, hooks)
+        values, vectors = obj.extremes(k, "LA" if which == "largest" else "SA", seed, tol, maxiter)
+    if which == "largest":
+        values, vectors = values[::-1].copy(), vectors[:, ::-1].copy()
+    return EigenResult(values, vectors, which, seed, obj.num_hvp, obj.dim)
 
 
-def min_eigenvalue(model: nn.Module, data, k: int = 1, *,
-                   loss="crossentropy", output=None, batch_size: Optional[int] = None,
-                   params: Params = "all", seed: int = 0, tol: float = 1e-6,
-                   maxiter: Optional[int] = None) -> EigenResult:
-    """The ``k`` smallest (most negative) Hessian eigenvalues, ascending, by Lanczos (ARPACK)."""
-    with _evaluating(model):
-        obj = _Objective(model, data, loss, batch_size, params, output)
-        values, vectors = obj.extremes(k, "SA", seed, tol, maxiter)
-    return EigenResult(values, vectors, "smallest", seed, obj.num_hvp, obj.dim)
+def top_eigenvalues(model: nn.Module, data, k: int = 1, **options) -> EigenResult:
+    """The ``k`` largest Hessian eigenvalues, descending: :func:`extreme_eigenvalues` (same keywords:
+    loss, output, hooks, batch_size, params, seed, tol, maxiter)."""
+    return extreme_eigenvalues(model, data, k, which="largest", **options)
+
+
+def min_eigenvalue(model: nn.Module, data, k: int = 1, **options) -> EigenResult:
+    """The ``k`` smallest (most negative) Hessian eigenvalues, ascending: :func:`extreme_eigenvalues`."""
+    return extreme_eigenvalues(model, data, k, which="smallest", **options)
 
 
 def hessian_trace(model: nn.Module, data, num_probes: int = 99, *,
-                  method: str = "hutchinson", loss="crossentropy", output=None,
+                  method: str = "hutchinson", loss="crossentropy", output=None, hooks: BatchHooks = DEFAULT_HOOKS,
                   batch_size: Optional[int] = None, params: Params = "all",
                   seed: int = 0) -> TraceResult:
     """Hessian trace from ``num_probes`` HVPs with Rademacher probes.
@@ -284,16 +170,16 @@ def hessian_trace(model: nn.Module, data, num_probes: int = 99, *,
         raise ValueError(f"method must be 'hutchinson' or 'hutch++', got {method!r}")
     if num_probes < (3 if method == "hutch++" else 2):
         raise ValueError(f"{method} needs at least {3 if method == 'hutch++' else 2} probes, got {num_probes}")
-    with _evaluating(model):
-        obj = _Objective(model, data, loss, batch_size, params, output)
+    with evaluating(model):
+        obj = Objective(model, data, loss, batch_size, params, output, hooks)
         gen = torch.Generator().manual_seed(seed)
 
         def rademacher(m):
             signs = torch.randint(0, 2, (obj.dim, m), generator=gen, dtype=torch.float64) * 2 - 1
-            return signs.to(device=obj.device, dtype=obj.dtype)
+            return signs.to(obj.device)
 
         def quad(z):  # z^T H z for each column of z
-            return torch.stack([col @ obj.hvp(col) for col in z.T]).double()
+            return torch.stack([col @ obj.hvp(col) for col in z.T])
 
         if method == "hutchinson":
             samples, exact = quad(rademacher(num_probes)), 0.0
@@ -308,25 +194,25 @@ def hessian_trace(model: nn.Module, data, num_probes: int = 99, *,
     return TraceResult(exact + samples.mean().item(), stderr, method, obj.num_hvp, seed, obj.dim)
 
 
-def _convexity(obj: _Objective, seed: int, tol: float, maxiter: Optional[int]) -> Tuple[float, float, float]:
+def _convexity(obj: Objective, seed: int, tol: float, maxiter: Optional[int]) -> Tuple[float, float, float]:
     (lmin, lmax), _ = obj.extremes(2, "BE", seed, tol, maxiter)
     return float(abs(lmin / lmax)), float(lmin), float(lmax)
 
 
 def convexity_ratio(model: nn.Module, data, *,
-                    loss="crossentropy", output=None, batch_size: Optional[int] = None,
+                    loss="crossentropy", output=None, hooks: BatchHooks = DEFAULT_HOOKS, batch_size: Optional[int] = None,
                     params: Params = "all", seed: int = 0, tol: float = 1e-4,
                     maxiter: Optional[int] = None) -> ConvexityResult:
     """``|lambda_min / lambda_max|`` of the Hessian (algebraic extremes, one Lanczos run)."""
-    with _evaluating(model):
-        obj = _Objective(model, data, loss, batch_size, params, output)
+    with evaluating(model):
+        obj = Objective(model, data, loss, batch_size, params, output, hooks)
         ratio, lmin, lmax = _convexity(obj, seed, tol, maxiter)
     return ConvexityResult(ratio, lmin, lmax, seed, obj.dim)
 
 
 def convexity_map(model: nn.Module, data,
                   directions: Tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]],
-                  xcoords, ycoords, *, loss="crossentropy", output=None,
+                  xcoords, ycoords, *, loss="crossentropy", output=None, hooks: BatchHooks = DEFAULT_HOOKS,
                   batch_size: Optional[int] = None, params: Params = "all", seed: int = 0,
                   tol: float = 1e-4, maxiter: Optional[int] = None) -> ConvexityMap:
     """Li et al.'s convexity map: the convexity ratio at w + a d1 + b d2 over a grid.
@@ -342,17 +228,17 @@ def convexity_map(model: nn.Module, data,
     xcoords, ycoords = np.asarray(xcoords, dtype=float), np.asarray(ycoords, dtype=float)
     out = np.empty((3, len(ycoords), len(xcoords)))
     d1, d2 = directions
-    with _evaluating(model):
-        obj = _Objective(model, data, loss, batch_size, params, output)
+    with evaluating(model):
+        obj = Objective(model, data, loss, batch_size, params, output, hooks)
         for i, b in enumerate(ycoords):
             for j, a in enumerate(xcoords):
-                with _shifted(all_params, [float(a) * u + float(b) * v for u, v in zip(d1, d2)]):
+                with shifted(all_params, [float(a) * u + float(b) * v for u, v in zip(d1, d2)]):
                     out[:, i, j] = _convexity(obj, seed, tol, maxiter)
     return ConvexityMap(out[0], out[1], out[2], xcoords, ycoords, seed, obj.dim)
 
 
 def epsilon_sharpness(model: nn.Module, data, eps: float = 1e-3, *,
-                      steps: int = 10, loss="crossentropy", output=None,
+                      steps: int = 10, loss="crossentropy", output=None, hooks: BatchHooks = DEFAULT_HOOKS,
                       batch_size: Optional[int] = None, params: Params = "all",
                       seed: int = 0) -> SharpnessResult:
     """Keskar et al.'s sharpness ``100 (max_z L(w + z) - L(w)) / (1 + L(w))`` in percent.
@@ -361,9 +247,9 @@ def epsilon_sharpness(model: nn.Module, data, eps: float = 1e-3, *,
     projected sign-gradient ascent (step 2.5 radius / steps) from a seeded uniform point in the
     box, keeping the largest loss met.
     """
-    with _evaluating(model):
-        obj = _Objective(model, data, loss, batch_size, params, output)
-        radius = eps * (_flat(obj.params).detach().abs() + 1)
+    with evaluating(model):
+        obj = Objective(model, data, loss, batch_size, params, output, hooks)
+        radius = eps * (flat(obj.params).detach().abs() + 1)
         gen = torch.Generator().manual_seed(seed)
         z = (torch.rand(obj.dim, generator=gen, dtype=torch.float64) * 2 - 1).to(radius) * radius
         base, best = obj.loss(), -math.inf
@@ -379,15 +265,16 @@ def epsilon_sharpness(model: nn.Module, data, eps: float = 1e-3, *,
 
 def rho_sharpness(model: nn.Module, data, rho: float = 0.05, *,
                   adaptive: bool = False, eta: float = 0.01, loss="crossentropy", output=None,
+                  hooks: BatchHooks = DEFAULT_HOOKS,
                   batch_size: Optional[int] = None, params: Params = "all") -> SharpnessResult:
     """SAM's one-step sharpness ``L(w + e) - L(w)``, e = rho g / ||g|| (g the full gradient).
 
     ``adaptive=True`` is ASAM's form: e = rho T^2 g / ||T g|| with T = diag(|w| + eta).
     """
-    with _evaluating(model):
-        obj = _Objective(model, data, loss, batch_size, params, output)
+    with evaluating(model):
+        obj = Objective(model, data, loss, batch_size, params, output, hooks)
         base, grad = obj.loss_and_gradient()
-        scale = _flat(obj.params).detach().abs() + eta if adaptive else torch.ones_like(grad)
+        scale = flat(obj.params).detach().abs() + eta if adaptive else torch.ones_like(grad)
         step = rho * scale ** 2 * grad / (scale * grad).norm().clamp_min(1e-12)
         with obj.shifted(step):
             perturbed = obj.loss()
@@ -395,13 +282,13 @@ def rho_sharpness(model: nn.Module, data, rho: float = 0.05, *,
 
 
 def average_sharpness(model: nn.Module, data, sigma: float = 0.01, *,
-                      num_samples: int = 20, loss="crossentropy", output=None,
+                      num_samples: int = 20, loss="crossentropy", output=None, hooks: BatchHooks = DEFAULT_HOOKS,
                       batch_size: Optional[int] = None, params: Params = "all",
                       seed: int = 0) -> SharpnessResult:
     """Average-case sharpness ``E[L(w + sigma e)] - L(w)``, e ~ N(0, I), over ``num_samples``
     seeded draws; ``stderr`` is the standard error of the mean."""
-    with _evaluating(model):
-        obj = _Objective(model, data, loss, batch_size, params, output)
+    with evaluating(model):
+        obj = Objective(model, data, loss, batch_size, params, output, hooks)
         gen = torch.Generator().manual_seed(seed)
         base, losses = obj.loss(), []
         for _ in range(num_samples):

@@ -24,6 +24,7 @@ mode, batch-size independent weighting), built in :func:`curvature_objective`.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
@@ -35,10 +36,13 @@ from scipy.integrate import trapezoid
 from scipy.linalg import eigh_tridiagonal
 from torch import nn
 
-from analysis.curvature import Params, _evaluating, _Objective
-from regularizers.evaluation import split_source
+from landscape.hessian import Objective, Params, evaluating
+from regularizers.evaluation import DEFAULT_HOOKS, BatchHooks
 
 PROBES = ("rademacher", "gaussian")
+DIAGONAL_RTOL = 0.1        # default target: median relative standard error of the diagonal's entries
+DIAGONAL_MIN_PROBES = 10   # probes before the target is first checked
+DIAGONAL_MAX_PROBES = 500  # default cap on the probes when the target is not reached
 
 
 @dataclass
@@ -80,6 +84,7 @@ class HessianDiagonal:
 
     Entries follow the chosen parameters in ``model.parameters()`` order; ``names`` and
     ``shapes`` give those parameters so that :meth:`per_parameter` can split the vector.
+    ``rel_stderr`` is the per-entry precision reached (median relative standard error).
     """
     values: np.ndarray
     stderr: np.ndarray
@@ -89,6 +94,9 @@ class HessianDiagonal:
     seed: int
     num_hvp: int
     num_params: int
+    rel_stderr: float = math.nan       # median over entries of stderr / |value| (0 where both are 0)
+    rtol: Optional[float] = None       # the target it was run to (None: a fixed num_probes)
+    converged: Optional[bool] = None   # rel_stderr <= rtol within the cap (None: fixed num_probes)
 
     def per_parameter(self) -> dict:
         """``{parameter name: values shaped like the parameter}``."""
@@ -98,12 +106,13 @@ class HessianDiagonal:
 
 
 def curvature_objective(model: nn.Module, data, *, split: str = "train", loss="crossentropy",
-                        output=None, batch_size: Optional[int] = None, params: Params = "all") -> _Objective:
-    """The mean loss over one split of ``data`` as a function of the chosen parameters: the
-    objective of :mod:`analysis.curvature`, whose ``.hvp(v)`` (flat (num_params,)) is every
-    Hessian-vector product of this module. Call inside :func:`analysis.curvature._evaluating`.
+                        output=None, hooks: BatchHooks = DEFAULT_HOOKS, batch_size: Optional[int] = None,
+                        params: Params = "all") -> Objective:
+    """The mean loss over one split of ``data`` as a function of the chosen parameters
+    (:class:`landscape.hessian.Objective`), whose ``.hvp(v)`` (flat (num_params,)) is every
+    Hessian-vector product of this module. Call inside :func:`landscape.hessian.evaluating`.
     """
-    return _Objective(model, {"train": split_source(data, split)}, loss, batch_size, params, output)
+    return Objective(model, data, loss, batch_size, params, output, hooks, split=split)
 
 
 def _probe(gen: torch.Generator, dim: int, kind: str) -> torch.Tensor:
@@ -113,11 +122,11 @@ def _probe(gen: torch.Generator, dim: int, kind: str) -> torch.Tensor:
     return torch.randn(dim, generator=gen, dtype=torch.float64)
 
 
-def _hvp64(obj: _Objective, v: torch.Tensor) -> torch.Tensor:
+def _hvp64(obj: Objective, v: torch.Tensor) -> torch.Tensor:
     return obj.hvp(v).detach().to(device="cpu", dtype=torch.float64)
 
 
-def _lanczos(obj: _Objective, v: torch.Tensor, steps: int):
+def _lanczos(obj: Objective, v: torch.Tensor, steps: int):
     """``steps`` Lanczos steps from ``v`` with full reorthogonalization (twice per step).
 
     Returns the tridiagonal's diagonal (m,) and off-diagonal (m - 1,), m <= steps (fewer when
@@ -147,11 +156,26 @@ def _check_count(name: str, value: int, least: int) -> int:
     return int(value)
 
 
+def _check_density_settings(probe: str, sigma: Optional[float], grid):
+    """The grid as a count or a float64 array; a ValueError naming a bad probe, sigma or grid."""
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {', '.join(PROBES)}; got {probe!r}")
+    if sigma is not None and not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    if not isinstance(grid, (int, np.integer)):
+        grid = np.asarray(grid, dtype=np.float64)
+        if grid.ndim != 1 or len(grid) < 2 or np.any(np.diff(grid) <= 0):
+            raise ValueError("grid must be a count or an increasing 1-D array of at least 2 eigenvalues")
+    elif grid < 2:
+        raise ValueError(f"grid must hold at least 2 points, got {grid}")
+    return grid
+
+
 def spectral_density(model: nn.Module, data, *, num_probes: int = 5, lanczos_steps: int = 80,
                      sigma: Optional[float] = None, grid: Union[int, np.ndarray] = 1000,
                      probe: str = "rademacher", split: str = "train", loss="crossentropy",
-                     output=None, batch_size: Optional[int] = None, params: Params = "all",
-                     seed: int = 0) -> SpectralDensity:
+                     output=None, hooks: BatchHooks = DEFAULT_HOOKS, batch_size: Optional[int] = None,
+                     params: Params = "all", seed: int = 0) -> SpectralDensity:
     """The Hessian's eigenvalue density by stochastic Lanczos quadrature (module docstring).
 
     Args:
@@ -165,7 +189,7 @@ def spectral_density(model: nn.Module, data, *, num_probes: int = 5, lanczos_ste
         grid: number of evenly spaced eigenvalues over ``[min node - 5 sigma, max node + 5 sigma]``,
             or an explicit (G,) array.
         probe: ``"rademacher"`` (default) or ``"gaussian"`` entries, normalized to unit length.
-        loss, output, batch_size, params: as in :mod:`analysis.curvature` (default every
+        loss, output, hooks, batch_size, params: as in :mod:`analysis.curvature` (default every
             parameter).
         seed: seed of the probes.
 
@@ -177,21 +201,12 @@ def spectral_density(model: nn.Module, data, *, num_probes: int = 5, lanczos_ste
     """
     num_probes = _check_count("num_probes", num_probes, 1)
     lanczos_steps = _check_count("lanczos_steps", lanczos_steps, 1)
-    if probe not in PROBES:
-        raise ValueError(f"probe must be one of {', '.join(PROBES)}; got {probe!r}")
-    if sigma is not None and not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    if not isinstance(grid, (int, np.integer)):
-        grid = np.asarray(grid, dtype=np.float64)
-        if grid.ndim != 1 or len(grid) < 2 or np.any(np.diff(grid) <= 0):
-            raise ValueError("grid must be a count or an increasing 1-D array of at least 2 eigenvalues")
-    elif grid < 2:
-        raise ValueError(f"grid must hold at least 2 points, got {grid}")
+    grid = _check_density_settings(probe, sigma, grid)
     gen = torch.Generator().manual_seed(int(seed))
     nodes, weights, owner = [], [], []
-    with _evaluating(model):
-        obj = curvature_objective(model, data, split=split, loss=loss, output=output, batch_size=batch_size,
-                                  params=params)
+    with evaluating(model):
+        obj = curvature_objective(model, data, split=split, loss=loss, output=output, hooks=hooks,
+                                  batch_size=batch_size, params=params)
         steps = min(lanczos_steps, obj.dim)
         for p in range(num_probes):
             alphas, betas = _lanczos(obj, _probe(gen, obj.dim, probe), steps)
@@ -231,41 +246,61 @@ def plot_spectral_density(result: SpectralDensity, *, title: Optional[str] = Non
     return fig
 
 
-def hessian_diagonal(model: nn.Module, data, *, num_probes: int = 100, split: str = "train",
-                     loss="crossentropy", output=None, batch_size: Optional[int] = None,
-                     params: Params = "all",
-                     seed: int = 0) -> HessianDiagonal:
+def _relative_stderr(mean: torch.Tensor, stderr: torch.Tensor) -> float:
+    """The median over entries of ``stderr / |mean|`` (0 where both are 0: an exact entry)."""
+    rel = torch.where(stderr == 0, torch.zeros_like(stderr), stderr / mean.abs())
+    return float(rel.median())
+
+
+def hessian_diagonal(model: nn.Module, data, *, num_probes: Optional[int] = None, rtol: float = DIAGONAL_RTOL,
+                     max_probes: int = DIAGONAL_MAX_PROBES, split: str = "train", loss="crossentropy",
+                     output=None, hooks: BatchHooks = DEFAULT_HOOKS, batch_size: Optional[int] = None,
+                     params: Params = "all", seed: int = 0) -> HessianDiagonal:
     """Hutchinson's estimate of the Hessian diagonal, ``mean_p z_p * (H z_p)``, z Rademacher.
 
     The error of entry ``i`` has variance ``sum_{j != i} H_ij^2 / num_probes``; ``stderr`` is
     the sample standard deviation of the products over the probes / sqrt(num_probes).
 
     Args:
-        model: any ``nn.Module``; left unchanged.
-        data: any accepted data form; ``split`` picks the split.
-        num_probes: Hessian-vector products (at least 2, for the standard error).
-        loss, output, batch_size, params: as in :mod:`analysis.curvature` (default every
-            parameter).
+        num_probes: a fixed number of Hessian-vector products (at least 2); None (default):
+            probes are added until the median relative standard error of the entries
+            (``stderr_i / |value_i|``) is at most ``rtol`` -- checked from
+            :data:`DIAGONAL_MIN_PROBES` probes on -- or ``max_probes`` are spent.
+        rtol, max_probes: that target (default 0.1: 10 % per entry) and cap (default 500).
+        split, loss, output, hooks, batch_size, params: as in :mod:`analysis.curvature`.
         seed: seed of the probes.
 
     Returns:
-        :class:`HessianDiagonal` with ``values`` and ``stderr`` (num_params,) float64.
+        :class:`HessianDiagonal`: ``values`` and ``stderr`` (num_params,) float64, the precision
+        reached (``rel_stderr``) and, for the default, ``rtol`` and ``converged``.
     """
-    num_probes = _check_count("num_probes", num_probes, 2)
+    if num_probes is not None:
+        num_probes = _check_count("num_probes", num_probes, 2)
+    elif not rtol > 0:
+        raise ValueError(f"rtol must be positive, got {rtol}")
+    cap = num_probes or _check_count("max_probes", max_probes, DIAGONAL_MIN_PROBES)
     gen = torch.Generator().manual_seed(int(seed))
-    with _evaluating(model):
-        obj = curvature_objective(model, data, split=split, loss=loss, output=output, batch_size=batch_size,
-                                  params=params)
+    with evaluating(model):
+        obj = curvature_objective(model, data, split=split, loss=loss, output=output, hooks=hooks,
+                                  batch_size=batch_size, params=params)
         mean = torch.zeros(obj.dim, dtype=torch.float64)
         spread = torch.zeros(obj.dim, dtype=torch.float64)  # Welford's sum of squared deviations
-        for count in range(1, num_probes + 1):
+        for count in range(1, cap + 1):
             z = _probe(gen, obj.dim, "rademacher")
             sample = z * _hvp64(obj, z)
             delta = sample - mean
             mean += delta / count
             spread += delta * (sample - mean)
-    variance = spread / (num_probes - 1)
+            if count > 1:
+                stderr = (spread / (count - 1) / count).sqrt()
+                reached = _relative_stderr(mean, stderr)
+                if num_probes is None and count >= DIAGONAL_MIN_PROBES and reached <= rtol:
+                    break
+    if num_probes is None and reached > rtol:
+        warnings.warn(f"Hessian diagonal: median relative standard error {reached:.3g} after {count} probes, "
+                      f"above the target {rtol:g} (raise max_probes for more)", stacklevel=2)
     names = {id(p): n for n, p in model.named_parameters()}
-    return HessianDiagonal(mean.numpy(), (variance / num_probes).sqrt().numpy(),
-                           [names[id(p)] for p in obj.params], [tuple(p.shape) for p in obj.params],
-                           num_probes, int(seed), obj.num_hvp, obj.dim)
+    return HessianDiagonal(mean.numpy(), stderr.numpy(), [names[id(p)] for p in obj.params],
+                           [tuple(p.shape) for p in obj.params], count, int(seed), obj.num_hvp, obj.dim,
+                           reached, None if num_probes else float(rtol),
+                           None if num_probes else bool(reached <= rtol))

@@ -13,9 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 from torch import nn
+
+from regularizers.evaluation import loss_name
 
 from .directions import Directions, Source, origin, random_directions, settings_attrs, target_directions
 from .store import file_sha256, load_directions, mismatch, read_attrs, save_directions, tensors_sha256
@@ -28,10 +30,16 @@ class AxisRecipe:
     """How one axis is made.
 
     Attributes:
-        kind: ``"random"`` (Gaussian, normalized per ``norm`` / ``ignore``, drawn from ``seed``)
-            or ``"target"`` (``target - model``).
+        kind: ``"random"`` (Gaussian, normalized per ``norm`` / ``ignore``, drawn from ``seed``),
+            ``"target"`` (``target - model``) or ``"hessian"`` (a top Hessian eigenvector of the
+            ``loss`` over the train split of ``data``, by Lanczos from ``seed``; see
+            :func:`landscape.hessian.hessian_axes`).
         target: the model or state dict at coordinate 1 (``kind="target"``).
         target_sha256: what identifies the target in files (a checkpoint's hash).
+        data, output, loss, samples, progress: of a Hessian axis: the data (any form of
+            :func:`regularizers.evaluation.data_splits`), the model's prediction (``output=`` of
+            :func:`regularizers.evaluation.select_output`), the loss name, a seeded subset of that
+            many train examples (None: the whole split) and a progress line on stderr.
     """
 
     kind: str = "random"
@@ -40,23 +48,40 @@ class AxisRecipe:
     seed: int = 0
     target: Optional[Source] = field(default=None, compare=False, repr=False)
     target_sha256: str = "none"
+    data: Any = field(default=None, compare=False, repr=False)
+    output: Any = field(default=None, compare=False, repr=False)
+    loss: Any = "crossentropy"
+    samples: Optional[int] = None
+    progress: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self):
-        if self.kind not in ("random", "target"):
-            raise ValueError(f"axis kind must be 'random' or 'target', got {self.kind!r}")
+        if self.kind not in ("random", "target", "hessian"):
+            raise ValueError(f"axis kind must be 'random', 'target' or 'hessian', got {self.kind!r}")
         if self.kind == "target" and self.target is None:
             raise ValueError("a target axis needs the target model (target=...)")
+        if self.kind == "hessian" and self.data is None:
+            raise ValueError("a hessian axis needs the data its Hessian is taken on (data=...)")
 
     def info(self) -> dict:
         """The per-axis settings stored in direction files."""
         if self.kind == "target":
             return {"kind": "target", "sha256": self.target_sha256}
+        if self.kind == "hessian":
+            return {"kind": "hessian", "seed": self.seed, "loss": loss_name(self.loss),
+                    "samples": "all" if self.samples is None else self.samples}
         return {"kind": "random", "norm": self.norm, "ignore": self.ignore, "seed": self.seed}
 
 
 def build_directions(model: nn.Module, recipes: Sequence[AxisRecipe], dir_type: str = "weights") -> Directions:
     """Directions following ``recipes``; random axes are drawn together from the first random
-    recipe's seed (so axis 2 of a 2D set differs from axis 1)."""
+    recipe's seed (so axis 2 of a 2D set differs from axis 1); Hessian axes are the top
+    eigenvectors, found together (all of them, for now: no mixing with other kinds)."""
+    if any(r.kind == "hessian" for r in recipes):
+        from .hessian import hessian_axes
+
+        if dir_type != "weights":
+            raise ValueError("Hessian directions move the parameters: use dir_type 'weights'")
+        return hessian_axes(model, recipes)
     random = [r for r in recipes if r.kind == "random"]
     drawn = random_directions(model, ndim=len(random), seed=random[0].seed, dir_type=dir_type,
                               norm=[r.norm for r in random], ignore=[r.ignore for r in random]).axes if random else []
@@ -73,9 +98,14 @@ def direction_file_name(stem: str, recipes: Sequence[AxisRecipe], dir_type: str)
     """``<stem>_<dir_type>_x...`` naming every setting of the recipes (the de facto scheme)."""
     name = f"{stem}_{dir_type}"
     for axis, recipe in zip("xyz", recipes):
-        name += (f"_{axis}=target" if recipe.kind == "target"
-                 else f"_{axis}ignore={recipe.ignore}_{axis}norm={recipe.norm}")
-    seeds = [r.seed for r in recipes if r.kind == "random"]
+        if recipe.kind == "hessian":
+            name += f"_{axis}=hessian"
+        else:
+            name += (f"_{axis}=target" if recipe.kind == "target"
+                     else f"_{axis}ignore={recipe.ignore}_{axis}norm={recipe.norm}")
+    if recipes[0].kind == "hessian" and recipes[0].samples is not None:
+        name += f"_samples={recipes[0].samples}"
+    seeds = [r.seed for r in recipes if r.kind != "target"]
     if seeds:
         name += f"_seed={seeds[0]}"
     return name + ".h5"

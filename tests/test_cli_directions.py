@@ -32,17 +32,36 @@ def test_hessian_directions_curvature_equals_the_top_eigenvalue(trained, capsys)
                         "--surf_file", str(folder / "hess_surf.h5")]) == 0
     with h5py.File(folder / "hess.h5", "r") as f:
         eigenvalues = f["eigenvalues_"][()]
-        assert f.attrs["xkind"] == "hessian"
-        assert float(f.attrs["eigenvalues"]) == pytest.approx(eigenvalues[0])
+        assert f.attrs["xkind"] == "hessian" and f.attrs["xsamples"] == "all"
+        assert float(f.attrs["xeigenvalue"]) == pytest.approx(eigenvalues[0])
+        assert int(f.attrs["xexamples"]) == 80  # by default the whole training split: the surface's data
     with h5py.File(folder / "hess_surf.h5", "r") as f:
         loss = f["train_loss"][()]
     second_difference = (loss[0] - 2 * loss[1] + loss[2]) / h ** 2  # unit eigenvector: L'' = lambda_1
     assert eigenvalues[0] > 0
     assert second_difference == pytest.approx(eigenvalues[0], rel=2e-2)
-    assert "eigenvalues" in capsys.readouterr().out
+    assert "not counted in the surface's points/s" in capsys.readouterr().out
     assert main(base + ["--directions", "hessian", f"--x={-h}:{h}:3", "--dir_file", str(folder / "hess.h5"),
                         "--surf_file", str(folder / "hess_surf.h5")]) == 0
     assert "eigenvalues" not in capsys.readouterr().out  # the direction file is reused, not recomputed
+
+
+def test_hessian_subset_keeps_both_numbers(trained, capsys):
+    folder, base = trained
+    h = 0.01
+    loud = [a for a in base if a != "--quiet"]
+    assert main(loud + ["--directions", "hessian", "--hessian-samples", "30", f"--x={-h}:{h}:3",
+                        "--dir_file", str(folder / "sub.h5"), "--surf_file", str(folder / "sub_surf.h5")]) == 0
+    with h5py.File(folder / "sub.h5", "r") as f:
+        subset, whole = float(f.attrs["xeigenvalue"]), float(f.attrs["xcurvature_all"])
+        assert int(f.attrs["xexamples"]) == 30 and int(f.attrs["xsamples"]) == 30
+    with h5py.File(folder / "sub_surf.h5", "r") as f:
+        loss = f["train_loss"][()]
+    assert (loss[0] - 2 * loss[1] + loss[2]) / h ** 2 == pytest.approx(whole, rel=2e-2)  # the drawn surface's
+    assert abs(subset - whole) > 0.05 * whole  # a different number, which is why both are kept
+    out, err = capsys.readouterr()
+    assert f"{subset:.4g}" in out and f"{whole:.4g}" in out
+    assert "Hessian directions (top 1 on the train split): 1 Hessian-vector products" in err  # progress line
 
 
 def test_auto_axis_reaches_twice_the_center_loss(trained, capsys):

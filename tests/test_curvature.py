@@ -257,3 +257,146 @@ def test_epsilon_sharpness_reaches_the_box_corner():
     corner = w + np.sign(w) * eps * (np.abs(w) + 1)
     base = 0.5 * w @ a @ w
     assert res.value == pytest.approx(100 * (0.5 * corner @ a @ corner - base) / (1 + base), rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- graph reuse, memory, hooks
+class Counting(nn.Module):
+    """Counts its forward passes."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+def test_graph_reuse_and_recompute_equal_the_dense_hessian():
+    from landscape.hessian import Objective, evaluating
+
+    model, x, y = mlp_problem(n=30)
+    counted = Counting(model)
+    h = autograd_hessian(model, x, y, every=True)
+    vs = torch.randn(4, h.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with evaluating(counted):
+        sizes = []
+        for part in (slice(0, 7), slice(7, 14)):
+            one = Objective(counted, (x[part], y[part]), reuse=True)
+            one.hvp(vs[0, :one.dim])
+            sizes.append(one.kept_bytes)
+        two = sizes[0] + sizes[1] + sizes[0] // 2  # room for the graphs of the first two batches
+    products = {}
+    batches = 5  # 7, 7, 7, 7, 2
+    for reuse, budget, kept in ((True, None, 5), (False, None, 0), (None, 0, 0), (None, two, 2)):
+        counted.calls = 0
+        with evaluating(counted):
+            obj = Objective(counted, (x, y), batch_size=7, reuse=reuse, budget=budget)
+            products[reuse, budget] = torch.stack([obj.hvp(v) for v in vs]).numpy()
+        assert obj.kept_batches == kept
+        assert counted.calls == batches + 3 * (batches - kept)  # a kept graph: one forward in all
+    for got in products.values():
+        np.testing.assert_allclose(got, vs.numpy() @ h, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(products[True, None], products[False, None])  # the same sums
+
+
+def test_kept_graphs_follow_parameter_changes():
+    from landscape.hessian import Objective, evaluating
+
+    model, x, y = mlp_problem(n=20)
+    v = torch.randn(sum(p.numel() for p in model.parameters()), dtype=torch.float64)
+    with evaluating(model):
+        obj = Objective(model, (x, y), reuse=True)
+        before = obj.hvp(v)
+        with torch.no_grad():
+            model[0].weight.mul_(1.5)
+        after = obj.hvp(v)
+    np.testing.assert_allclose(after.numpy(), autograd_hessian(model, x, y, every=True) @ v.numpy(), rtol=1e-9)
+    assert not torch.allclose(before, after)
+
+
+def test_default_batch_size_is_chosen_by_measured_memory():
+    from landscape.hessian import Objective, evaluating
+
+    model, x, y = mlp_problem(n=40)
+    with evaluating(model):
+        whole = Objective(model, (x, y))
+        assert whole.batch_size == 40  # a tiny graph: everything at once
+        per_example = whole.graph_bytes / 40
+        small = Objective(model, (x, y), budget=int(per_example * 10))
+        assert 5 <= small.batch_size <= 10
+        v = torch.ones(whole.dim, dtype=torch.float64)
+        np.testing.assert_allclose(small.hvp(v).numpy(), whole.hvp(v).numpy(), rtol=1e-10)
+
+
+class TinyAttention(nn.Module):
+    """Embedding + one F.scaled_dot_product_attention head + linear head; int64 token ids."""
+
+    def __init__(self, vocab=11, dim=6, classes=3):
+        super().__init__()
+        self.embed, self.qkv, self.head = nn.Embedding(vocab, dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, classes)
+
+    def forward(self, input_ids):
+        q, k, v = self.qkv(self.embed(input_ids)).unsqueeze(1).chunk(3, dim=-1)
+        return {"logits": self.head(F.scaled_dot_product_attention(q, k, v).squeeze(1).mean(1))}
+
+
+def token_problem(n=24, length=5):
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    ids = torch.randint(0, 11, (n, length), generator=gen)
+    return TinyAttention(), ids, torch.randint(0, 3, (n,), generator=gen)
+
+
+def test_attention_model_top_eigenvalue_equals_the_dense_hessian():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model, ids, labels = token_problem()
+    names = [k for k, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss(flat):
+        weights = {k: c.view(s) for k, c, s in zip(names, flat.split([s.numel() for s in shapes]), shapes)}
+        return F.cross_entropy(functional_call(model, weights, (ids,))["logits"], labels)
+
+    with sdpa_kernel(SDPBackend.MATH):  # the independent dense Hessian needs the math kernel too
+        exact = np.linalg.eigvalsh(torch.autograd.functional.hessian(loss, flat0).double().numpy())
+    got = cv.top_eigenvalues(model, (ids, labels), k=2, output="logits", batch_size=10, tol=1e-8)
+    np.testing.assert_allclose(got.values, exact[::-1][:2], rtol=2e-4)
+    low = cv.min_eigenvalue(model, (ids, labels), output="logits", tol=1e-8)
+    np.testing.assert_allclose(low.values[0], exact[0], rtol=2e-3, atol=1e-5)
+
+
+def hf_loader(ids, labels, batch_size=7):
+    """HuggingFace-style dict batches with the labels inside."""
+    rows = [{"input_ids": a, "labels": b} for a, b in zip(ids, labels)]
+    return torch.utils.data.DataLoader(rows, batch_size=batch_size)
+
+
+def hf_split(batch):
+    return {k: v for k, v in batch.items() if k != "labels"}, batch["labels"]
+
+
+CURVATURE_CALLS = {
+    "top": lambda m, d, **kw: cv.top_eigenvalues(m, d, k=1, seed=1, **kw).values,
+    "min": lambda m, d, **kw: cv.min_eigenvalue(m, d, k=1, seed=1, **kw).values,
+    "trace": lambda m, d, **kw: cv.hessian_trace(m, d, num_probes=6, seed=1, **kw).mean,
+    "hvp": lambda m, d, **kw: cv.hessian_vector_product(m, d, torch.ones(sum(p.numel() for p in m.parameters())),
+                                                        **kw).numpy(),
+    "convexity": lambda m, d, **kw: cv.convexity_ratio(m, d, **kw).ratio,
+    "rho": lambda m, d, **kw: cv.rho_sharpness(m, d, **kw).value,
+    "average": lambda m, d, **kw: cv.average_sharpness(m, d, num_samples=3, **kw).value,
+    "epsilon": lambda m, d, **kw: cv.epsilon_sharpness(m, d, steps=2, **kw).value,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CURVATURE_CALLS))
+def test_every_curvature_function_takes_hf_dict_batches(name):
+    from regularizers.evaluation import BatchHooks
+
+    model, ids, labels = token_problem()
+    call = CURVATURE_CALLS[name]
+    pair = call(model, (ids, labels), output="logits")
+    dicts = call(model, hf_loader(ids, labels), output="logits", hooks=BatchHooks(split=hf_split))
+    np.testing.assert_allclose(dicts, pair, rtol=2e-4, atol=1e-6)

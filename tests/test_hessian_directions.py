@@ -91,3 +91,29 @@ def test_bad_direction_counts(k):
     model, x, y = regression()
     with pytest.raises(ValueError, match="k must be"):
         hessian_directions(model, (x, y), k=k, loss="mse")
+
+
+def test_hessian_axis_recipe_in_compute_surface(tmp_path):
+    from landscape.files import AxisRecipe, build_directions
+
+    model, x, y = regression()
+    loss0, grad, hess = closed_form(model, x, y)
+    lam = np.linalg.eigvalsh(hess)[::-1]
+    recipes = [AxisRecipe("hessian", data=(x, y), loss="mse", seed=3) for _ in range(2)]
+    surface = compute_surface(model, (x, y), directions=recipes, x=np.linspace(-1, 1, 3), y=np.linspace(-1, 1, 3),
+                              loss="mse", dir_file=str(tmp_path / "h.h5"), surf_file=str(tmp_path / "s.h5"),
+                              progress=False)
+    attrs = read_attrs(tmp_path / "h.h5")
+    assert attrs["xkind"] == attrs["ykind"] == "hessian" and attrs["xsamples"] == "all"
+    np.testing.assert_allclose([attrs["xeigenvalue"], attrs["yeigenvalue"]], lam[:2], rtol=1e-6)
+    z = surface["train_loss"]  # quadratic: the second differences are the eigenvalues
+    np.testing.assert_allclose([z[1, 0] - 2 * z[1, 1] + z[1, 2], z[0, 1] - 2 * z[1, 1] + z[2, 1]], lam[:2], rtol=1e-5)
+    # a subset keeps the whole split's curvature beside its own eigenvalue
+    sub = build_directions(model, [AxisRecipe("hessian", data=(x, y), loss="mse", samples=12)])
+    d = flat(sub.axes[0])
+    assert sub.info[0]["examples"] == 12
+    assert sub.info[0]["curvature_all"] == pytest.approx(d @ hess @ d, rel=1e-9)
+    with pytest.raises(ValueError, match="mixed"):
+        build_directions(model, [AxisRecipe("hessian", data=(x, y)), AxisRecipe("random")])
+    with pytest.raises(ValueError, match="needs the data"):
+        AxisRecipe("hessian")

@@ -127,3 +127,46 @@ def test_hutchinson_is_exact_for_a_diagonal_hessian():
     assert est.names == ["weight"] and est.shapes == [(1, 4)]
     with pytest.raises(ValueError, match="num_probes"):
         hessian_diagonal(model, (x, y), num_probes=1)
+
+
+def test_default_diagonal_stops_at_the_stated_precision():
+    model, x, y = mlp_and_data(seed=4)
+    diag = np.diag(dense_hessian(model, x, y))
+    est = hessian_diagonal(model, (x, y), rtol=0.3, seed=1)
+    rel = np.median(est.stderr / np.abs(est.values))
+    assert est.rtol == 0.3 and est.converged and est.rel_stderr == pytest.approx(rel)
+    assert rel <= 0.3 and est.num_probes >= 10 and est.num_hvp == est.num_probes
+    # one probe fewer had not reached it (the stop is the first probe that does)
+    fewer = hessian_diagonal(model, (x, y), num_probes=est.num_probes - 1, seed=1)
+    assert fewer.rel_stderr > 0.3 and fewer.rtol is None and fewer.converged is None
+    # the values are as precise as stated: the median error within ~ the median stderr
+    assert np.median(np.abs(est.values - diag) / np.abs(diag)) < 2 * 0.3
+    with pytest.warns(UserWarning, match="median relative standard error"):
+        capped = hessian_diagonal(model, (x, y), rtol=1e-4, max_probes=12, seed=1)
+    assert capped.num_probes == 12 and not capped.converged and capped.rel_stderr > 1e-4
+
+
+def test_density_and_diagonal_take_hf_dict_batches():
+    from regularizers.evaluation import BatchHooks
+
+    model, x, y = mlp_and_data(seed=2)
+
+    class Keyword(nn.Module):  # a HuggingFace-style model: keyword inputs, a dict of outputs
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, features):
+            return {"logits": self.inner(features)}
+
+    rows = [{"features": a, "labels": b} for a, b in zip(x, y)]
+    loader = DataLoader(rows, batch_size=5)
+    hooks = BatchHooks(split=lambda b: ({"features": b["features"]}, b["labels"]))
+    wrapped = Keyword(model)
+    dense = spectral_density(model, (x, y), num_probes=2, lanczos_steps=6, seed=1)
+    dicts = spectral_density(wrapped, loader, num_probes=2, lanczos_steps=6, seed=1, output="logits", hooks=hooks)
+    np.testing.assert_allclose(dicts.nodes, dense.nodes, rtol=1e-8, atol=1e-10)
+    diag = hessian_diagonal(model, (x, y), num_probes=4, seed=1)
+    got = hessian_diagonal(wrapped, loader, num_probes=4, seed=1, output="logits", hooks=hooks)
+    np.testing.assert_allclose(got.values, diag.values, rtol=1e-8, atol=1e-12)
+    assert got.names == ["inner." + n for n in diag.names]

@@ -98,9 +98,9 @@ def add_arguments(p) -> None:
                    help="random (filter-normalized, or toward --model_file2/3) or hessian: the top "
                         "Hessian eigenvectors at the model (unit length; eigenvalues kept in the file)")
     p.add_argument("--hessian-samples", type=common.positive_int, default=None,
-                   help="training examples for the Hessian directions: a seeded subset of this many (default: "
-                        "all of them, the examples the surface's train loss uses, so the stored eigenvalue is "
-                        "the curvature of the drawn surface)")
+                   help="Hessian directions from a seeded subset of this many training examples (the file and "
+                        "the printout then also give the curvature along them on the whole split); default: "
+                        "the whole training split, the data the surface uses")
     add_evaluation_arguments(p)
     p.add_argument("--mpi", action="store_true",
                    help="initialize MPI even when no launcher is detected (mpiexec and srun are)")
@@ -173,34 +173,40 @@ def recipes_from_args(args, ndim: int) -> list:
     return recipes
 
 
-def hessian_file(args, model, data, ndim: int, attrs: dict):
-    """(Hessian directions, their file): an existing --dir_file as it is, a derived file reused
-    when made with the same settings, else the top-``ndim`` eigenvectors on every training example
-    (the surface's train data; a seeded subset of --hessian-samples when given), saved with their
-    eigenvalues."""
-    from analysis.hessian_directions import hessian_directions
-    from landscape.files import keep_directions
-    from regularizers.evaluation import seeded_subset
+def hessian_recipes(args, data, ndim: int) -> list:
+    """One :class:`landscape.files.AxisRecipe` of kind ``hessian`` per axis: the top eigenvectors
+    of the --loss_name Hessian on the training split (or a seeded --hessian-samples subset)."""
+    from landscape.files import AxisRecipe
 
     if args.dir_type == "states":
         raise ValueError("Hessian directions move the parameters: use --dir_type weights")
-    samples = min(args.hessian_samples or len(data.x_train), len(data.x_train))
-    settings = {**attrs, "hessian_samples": samples, "hessian_loss": args.loss_name}
-    stored = dict(settings)  # a new file's attributes: the settings, then the eigenvalues found
+    output = common.output_selector(getattr(args, "output", None))
+    return [AxisRecipe("hessian", seed=args.seed, data=data, output=output, loss=args.loss_name,
+                       samples=args.hessian_samples, progress=not args.quiet) for _ in range(ndim)]
 
-    def make():
-        subset = seeded_subset(data.x_train, data.y_train, samples, args.seed)
-        print(f"Hessian directions: top {ndim} eigenvectors on {len(subset[0])} training examples", flush=True)
-        directions = hessian_directions(model, subset, k=ndim, seed=args.seed, loss=args.loss_name)
-        stored["eigenvalues"] = directions.meta["eigenvalues"]
-        print("  eigenvalues " + ", ".join(f"{v:.4g}" for v in stored["eigenvalues"]), flush=True)
-        return directions
 
-    stem = file_stem(args.model, args.checkpoint, (args.model_file2, args.model_file3))
-    path = args.dir_file or f"{stem}_weights_hessian_k={ndim}_seed={args.seed}.h5"
-    return keep_directions(path, model, ndim, make, dir_type="weights",
-                           wanted=settings if args.dir_file is None else None, attrs=stored,
-                           weights=attrs.get("weights_sha256"))
+def hessian_file(args, model, data, ndim: int, attrs: dict, stem: str):
+    """(Hessian directions, their file), on rank 0: an existing --dir_file as it is, a derived
+    file reused when made with the same settings, else the recipes' eigenvectors saved there with
+    their eigenvalues; a line on their eigenvalues and search time when they are computed (the
+    surface's points/s are timed after this returns)."""
+    from landscape.files import direction_file_name, open_directions
+
+    recipes = hessian_recipes(args, data, ndim)
+    path = args.dir_file or direction_file_name(stem, recipes, "weights")
+    fresh, start = not Path(path).exists(), time.perf_counter()
+    directions, path = open_directions(model, recipes, dir_type="weights", dir_file=args.dir_file or "auto",
+                                       stem=stem, attrs=attrs)
+    if fresh:
+        info = directions.info
+        values = ", ".join(f"{a['eigenvalue']:.4g}" for a in info)
+        print(f"Hessian directions: eigenvalues {values} on "
+              f"{info[0]['examples']} training examples ({time.perf_counter() - start:.1f} s, not counted "
+              "in the surface's points/s)", flush=True)
+        if "curvature_all" in info[0]:
+            values = ", ".join(f"{a['curvature_all']:.4g}" for a in info)
+            print(f"  curvature along them on the whole training split (the surface's data): {values}", flush=True)
+    return directions, path
 
 
 def report(result, seconds: float, ranks: int = 1) -> None:
@@ -276,7 +282,7 @@ def run(args) -> int:
         attrs = provenance_of(model, data, args.model, args.checkpoint)
         stem = file_stem(args.model, args.checkpoint, (args.model_file2, args.model_file3))
         if args.directions == "hessian":
-            directions, dir_file = run.on_root(hessian_file, args, model, data, len(axes), attrs)
+            directions, dir_file = run.on_root(hessian_file, args, model, data, len(axes), attrs, stem)
         else:
             directions, dir_file = recipes_from_args(args, len(axes)), args.dir_file or "auto"
         compute_and_report(model, data, directions=directions, axes=axes, options=options, dir_file=dir_file,
