@@ -175,18 +175,19 @@ def guard(comm, prog: str = "landscape"):
         return
     rank = comm.Get_rank()
 
-    def interrupted(signum, frame):  # Ctrl-C reaches every rank: rank 0 says it once, the job ends with 130
-        if rank == 0:
-            print(f"{prog}: interrupted; rerun the same command to compute only the missing points",
-                  file=sys.stderr, flush=True)
-        else:
-            time.sleep(GRACE_SECONDS)
-        comm.Abort(130)
+    def interrupted(signum, frame):  # Ctrl-C reaches every rank; the job ends with 130
+        if rank == 0:  # unwind, so the open surface file is closed, then abort (below)
+            raise KeyboardInterrupt
+        time.sleep(GRACE_SECONDS)  # rank 0 closes the file and aborts first; this abort is the backstop
+        comm.Abort(130)            # (a KeyboardInterrupt raised where Python ignores it, e.g. a weakref callback)
 
-    # A handler, not KeyboardInterrupt: that can be raised where Python ignores it (a weakref callback).
     before = signal.signal(signal.SIGINT, interrupted) if threading.current_thread() is threading.main_thread() else None
     try:
         yield
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; rerun the same command to compute only the missing points",
+              file=sys.stderr, flush=True)
+        comm.Abort(130)
     except SharedError:
         if rank == 0:
             raise

@@ -155,7 +155,7 @@ def test_numbers_are_written_before_the_figures_and_a_failing_figure_loses_none(
 
 
 @pytest.mark.parametrize("output, words", [("0", "predictions of shape (10,) for 2 examples (output 0)"),
-                                           ("logits", "output 'logits' does not select its predictions")])
+                                           ("logits", "output='logits': the model's output has no such part")])
 def test_an_output_that_does_not_select_predictions_is_one_line(data, tmp_path, capsys, output, words):
     # a plain tensor output indexed by 0 would be the first example's logits: refused, not evaluated
     assert main(["diagnose", "--model", "test_diagnose_models:lstm", "--checkpoint", str(data / "lstm.pt"),

@@ -21,8 +21,8 @@ def test_hessian_directions_default_to_every_training_example(tmp_path):
                  "--data", str(tmp_path / "data.npz"), "--quiet", "--directions", "hessian", f"--x={-h}:{h}:3",
                  "--dir_file", str(tmp_path / "hess.h5"), "--surf_file", str(tmp_path / "surf.h5")]) == 0
     with h5py.File(tmp_path / "hess.h5", "r") as f:
-        stored = float(np.atleast_1d(f.attrs["eigenvalues"])[0])
-        assert int(f.attrs["hessian_samples"]) == 600
+        stored = float(np.atleast_1d(f.attrs["xeigenvalue"])[0])
+        assert int(f.attrs["xexamples"]) == 600
     full = top_eigenvalues(model, (x, y), k=1, tol=1e-8).values[0]     # independent, on all 600 examples
     assert stored == pytest.approx(full, rel=1e-4)
     with h5py.File(tmp_path / "surf.h5", "r") as f:
