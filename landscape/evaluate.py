@@ -32,7 +32,14 @@ plain path with a warning):
   activation refuses those strides): it is then retried channels-first.
 - **Batch size** (``batch_size=None``, the default): the candidates of
   :data:`BATCH_CANDIDATES` (capped by the split size) are timed on the device in use before the
-  first point and the fastest is kept; values do not depend on it beyond float rounding.
+  first point and the fastest is kept.
+
+Values are deterministic: the per-example losses of a split are summed exactly
+(:func:`exact_sums`, correctly rounded) and the hits counted as integers, and a staged split's last
+batch is widened back to :data:`MIN_BATCH` rows, so the same inputs give the same bits whatever
+batch size the timing picks (checked on CPU for every size of 32 and more; a handful of rows
+runs other matrix kernels and may differ in the last bits). On CUDA the library's kernel choice
+may still depend on the batch size; give ``batch_size`` there for bitwise reruns.
 - **Many points per pass** (``points_per_pass > 1``): ``torch.func.vmap`` over points. It pays
   on GPUs; on CPUs one point at a time is usually faster (the default there).
 
@@ -42,6 +49,7 @@ that are not class indices, or with ``accuracy=False``).
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -55,7 +63,7 @@ from torch.func import functional_call, vmap
 
 from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Output, Tensors, check_class_targets,
                                      correct_count, data_splits, resolve_device, resolve_loss,
-                                     select_output, summed_loss)
+                                     select_output)
 
 from .directions import Directions, check_fits, direction_names
 from .rewrites import _Fold, _Program, compile_model, unfoldable
@@ -63,6 +71,8 @@ from .rewrites import _Fold, _Program, compile_model, unfoldable
 PRECISIONS = {None: None, "none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Batch sizes timed when none is given (capped by the split size), per device type.
 BATCH_CANDIDATES = {"cpu": (64, 128, 256, 512), "cuda": (256, 512, 1024, 2048, 4096)}
+# A staged split's last batch is widened back to this many rows (see Evaluator._batches).
+MIN_BATCH = 64
 
 
 def value_keys(splits: Sequence[str]) -> List[str]:
@@ -101,6 +111,25 @@ def layer_input(model: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
     if not captured:
         raise ValueError(f"layer {name!r} did not run")
     return captured[0]
+
+
+def example_losses(fn, outputs: torch.Tensor, targets: torch.Tensor, batch: int) -> torch.Tensor:
+    """``fn``'s per-example losses (B,); a scalar batch mean becomes one entry ``mean * B``."""
+    value = fn(outputs, targets)
+    if value.dim() == 0:
+        return (value * batch).reshape(1)
+    if value.shape[0] != batch:
+        raise ValueError(f"the loss returned shape {tuple(value.shape)}; expected ({batch},) per-example "
+                         "losses or a scalar batch mean")
+    return value.reshape(batch)
+
+
+def exact_sums(values: torch.Tensor) -> torch.Tensor:
+    """Row sums (P,) float64 of ``values`` (P, n), correctly rounded (``math.fsum`` of the exact
+    float64 values): independent of the order of the entries, hence of batching, threads and
+    devices."""
+    rows = values.detach().double().cpu().numpy()
+    return torch.tensor([math.fsum(row.tolist()) for row in rows], dtype=torch.float64)
 
 
 class Evaluator:
@@ -452,32 +481,45 @@ class Evaluator:
 
     # ------------------------------------------------------------------ many points
     def _batches(self, split: str, batch_size: Optional[int], stop: Optional[int] = None) -> Iterator[tuple]:
-        """``(inputs, targets, rows, count)`` on the device per batch of ``split``: slices of
-        the staged tensors (the first ``stop`` examples), or the streamed batches."""
+        """``(inputs, targets, rows, new)`` on the device per batch of ``split``: slices of the
+        staged tensors (the first ``stop`` examples), or the streamed batches. Only the last
+        ``new`` examples of a batch are new: a staged split's last batch is widened back to
+        :data:`MIN_BATCH` rows (matrix kernels take other code paths for a few rows, which
+        changes the bits of the per-example values)."""
         source = self._data[split]
         if isinstance(source, Tensors):
             end = len(source) if stop is None else min(stop, len(source))
             for start in range(0, end, batch_size):
-                rows = slice(start, min(start + batch_size, end))
-                yield source.x[rows], source.y[rows], rows, rows.stop - rows.start
+                last = min(start + batch_size, end)
+                rows = slice(max(0, min(start, last - MIN_BATCH)), last)
+                yield source.x[rows], source.y[rows], rows, last - start
             return
         for inputs, targets in source.batches():
             inputs = self.hooks.to(inputs, self.device)
             yield inputs, self.hooks.to(targets, self.device), None, self.hooks.size(inputs)
 
     def _pass(self, logits_of, split: str, batch_size: Optional[int], stop: Optional[int] = None):
-        """Summed loss (P,), correct count (P,) or None (no accuracy), and number of examples
-        of one pass over ``split`` (its first ``stop`` staged examples)."""
-        loss, correct, count, counted = 0.0, 0.0, 0, self.accuracy
+        """Summed loss (P,) float64, correct count (P,) or None (no accuracy), and number of
+        examples of one pass over ``split`` (its first ``stop`` staged examples).
+
+        The per-example losses of the whole pass are summed exactly (:func:`exact_sums`) and the
+        hits counted as integers, so the result does not depend on how the examples were cut
+        into batches: the same bits for every batch size (a loss callable returning a batch
+        mean has no per-example values; its means are summed as they come)."""
+        losses, correct, count, counted = [], 0, 0, self.accuracy
         for inputs, targets, rows, n in self._batches(split, batch_size, stop):
             outputs = logits_of(inputs, split, rows)
-            loss = loss + torch.stack([summed_loss(self._loss_fn, out, targets, n) for out in outputs]).double()
+            if rows is not None and rows.stop - rows.start > n:  # a widened last batch: keep the new rows
+                outputs, targets = outputs[:, -n:], targets[-n:]
+            losses.append(torch.stack([example_losses(self._loss_fn, out, targets, n) for out in outputs]))
             if counted:
                 hits = [correct_count(out, targets) for out in outputs]
                 counted = hits[0] is not None
-                correct = correct + torch.stack(hits).double() if counted else None
+                correct = correct + torch.stack(hits).long() if counted else None
             count += n
-        return loss, correct if counted else None, count
+        if not losses:
+            return None, None, 0
+        return exact_sums(torch.cat(losses, dim=1)), correct.cpu().double() if counted else None, count
 
     def __call__(self, coords) -> np.ndarray:
         coords = np.atleast_2d(np.asarray(coords, dtype=np.float64))
