@@ -66,9 +66,9 @@ from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Output, Tensors,
                                      select_output)
 
 from .directions import Directions, check_fits, direction_names
+from .precision import autocast_dtype, hardware_note
 from .rewrites import _Fold, _Program, compile_model, unfoldable
 
-PRECISIONS = {None: None, "none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Batch sizes timed when none is given (capped by the split size), per device type.
 BATCH_CANDIDATES = {"cpu": (64, 128, 256, 512), "cuda": (256, 512, 1024, 2048, 4096)}
 # A staged split's last batch is widened back to this many rows (see Evaluator._batches).
@@ -154,7 +154,8 @@ class Evaluator:
         batch_size: examples per forward pass of staged data; None times the candidates of
             :data:`BATCH_CANDIDATES` on the device (see :meth:`_tune_batch_size`).
         device: where the copies and staged data live (default cuda when available).
-        precision: ``"bf16"`` or ``"fp16"`` runs forward passes under autocast (for GPUs).
+        precision: ``"fp32"`` (default; ``"none"`` and None too) or ``"bf16"``/``"fp16"``: forward
+            passes under autocast (see :mod:`landscape.precision` for the hardware that has the units).
         points_per_pass: points per vmap pass (default 1 on CPU, 8 on CUDA).
         fold_bn, first_layer, reorder: the exact rewrites of :mod:`landscape.rewrites`
             (``first_layer=None``: when it pays); all False is the plain path.
@@ -172,11 +173,13 @@ class Evaluator:
                  device=None, precision: Optional[str] = None, points_per_pass: Optional[int] = None,
                  fold_bn: bool = True, first_layer: Optional[bool] = None, reorder: bool = True,
                  cache_bytes: int = 2 ** 31):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of bf16, fp16, none; got {precision!r}")
         for name, value in (("batch_size", batch_size), ("points_per_pass", points_per_pass)):
             if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self._autocast = autocast_dtype(precision)  # a ValueError naming the choices first
+        note = hardware_note(precision, resolve_device(device))
+        if note:
+            warnings.warn(note, stacklevel=2)
         check_fits(directions, model)
         self._loss_fn = resolve_loss(loss)
         self.loss, self.output, self.accuracy, self.hooks = loss, output, accuracy, hooks
@@ -184,7 +187,6 @@ class Evaluator:
         self.splits = tuple(splits)
         self.columns = value_keys(self.splits)
         self.points_per_pass = int(points_per_pass or (8 if self.device.type == "cuda" else 1))
-        self._autocast = PRECISIONS[precision]
         sources = data_splits(data, hooks)
         missing = [s for s in self.splits if s not in sources]
         if missing:

@@ -73,11 +73,14 @@ def canonical(value):
     return str(value)
 
 
+LEGACY = {("precision", "none"): "fp32"}  # (setting, value in older files) -> today's value
+
+
 def mismatch(stored: dict, wanted: dict) -> Optional[str]:
     """``"made with key='a', not 'b'"`` for the first setting of ``wanted`` that a file's
     ``stored`` attributes do not hold (values compared in :func:`canonical` form); else None."""
     for key, value in wanted.items():
-        if stored.get(key) != canonical(value):
+        if LEGACY.get((key, stored.get(key)), stored.get(key)) != canonical(value):
             return f"made with {key}={stored.get(key, 'unset')!r}, not {canonical(value)!r}"
     return None
 

@@ -25,6 +25,7 @@ from .directions import Directions, origin, random_directions, target_directions
 from .evaluate import Evaluator, value_keys
 from .files import AxisRecipe, open_directions, surface_file_name
 from .grid import AxisSpec, Grid, make_grid
+from .precision import check_surface, precision_name
 from .sharding import evaluate_shared, on_all, on_root
 from .store import SurfaceResult, SurfaceWriter, prepare_surface, read_surface, tensors_sha256
 
@@ -205,7 +206,7 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
 
     def settings() -> dict:
         return {**surface_attrs(model, data, directions, loss=loss, splits=splits),
-                "precision": evaluation.get("precision") or "none", **(attrs or {})}
+                "precision": precision_name(evaluation.get("precision")), **(attrs or {})}
 
     dir_name = "" if dir_file is None else str(dir_file)
     if surf_file is None:
@@ -248,6 +249,10 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
     finally:
         if writer is not None:
             writer.close()
+    if root:  # a reduced-precision surface: its error measured at fixed points on the exact path
+        check_surface(result, lambda coords: Evaluator(model, data, directions, splits=splits, loss=loss, **{
+            **evaluation, "precision": "fp32", "batch_size": evaluator.batch_size})(coords), keys,
+            surf_file=surf_file, progress=progress)
     return result
 
 
