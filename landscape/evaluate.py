@@ -466,6 +466,8 @@ class Evaluator:
                     first = torch.addcmul(first, coords[k], cached[k + 1][rows])
                 view = (-1,) if program.first_linear else (-1, *[1] * (first.dim() - 2))
                 first = torch.addcmul(shift.view(view), first, scale.view(view))
+            if self._autocast and cast:  # the rest of the net then runs in the reduced type throughout
+                first = first.to(self._autocast)
             with autocast:
                 out = functional_call(program.module, state, (inputs, first))
         out = select_output(out, self.output)
