@@ -180,3 +180,11 @@ def check_surface(result, exact: Callable[[np.ndarray], np.ndarray], keys: Seque
         SurfaceWriter(surf_file, keys, notes=attrs).close()
     if progress:
         print(check_summary({**attrs, "precision": name}), file=sys.stderr, flush=True)
+
+
+def plot_caption(attrs: Mapping) -> str:
+    """A short caption of a surface's measured precision error for its plots ("" for fp32)."""
+    if "precision_error_abs" not in attrs or precision_name(attrs.get("precision")) == "fp32":
+        return ""
+    return (f"{attrs['precision']}: loss error {attrs['precision_error_abs']:.2g} "
+            f"({100 * attrs['precision_error_rel']:.2g}% of range, {attrs['precision_check_points']} fp32 checks)")

@@ -130,3 +130,20 @@ def test_hardware_note(monkeypatch):
     assert "no fp16 units" in hardware_note("fp16", "cpu")
     monkeypatch.setattr(prec, "cpu_flags", set)
     assert "cannot tell" in hardware_note("bf16", "cpu")
+
+
+def test_plots_carry_the_measured_error(tmp_path, monkeypatch):
+    from landscape import plot
+
+    net = conv_net()
+    d = random_directions(net, ndim=1, seed=5)
+    path = tmp_path / "line.h5"
+    compute_surface(net, data(80), directions=d, x="-1:1:5", device="cpu", precision="bf16", progress=False,
+                    surf_file=path)
+    attrs = read_attrs(path)
+    titles = []
+    monkeypatch.setattr(plot, "_save", lambda fig, *a: titles.append([ax.get_title() for ax in fig.axes]) or [])
+    plot.plot_surface_file(path, out_dir=tmp_path)
+    caption = f"bf16: loss error {attrs['precision_error_abs']:.2g} ("
+    assert any(caption in t for t in titles[0]), titles
+    assert prec.plot_caption({"precision": "fp32"}) == ""
