@@ -226,6 +226,28 @@ def test_values_do_not_depend_on_the_batch_size(tmp_path):
     np.testing.assert_array_equal(again["train_loss"], runs[7]["train_loss"])
 
 
+def test_resumed_with_another_batch_size_equals_uninterrupted(tmp_path):
+    """Half the points computed at batch 128, the rest after a resume at batch 64: the file is
+    bitwise the uninterrupted batch-64 surface."""
+    import h5py
+
+    from landscape.surface import compute_surface
+
+    net, data = conv_bn_net(), tiny_data(n_train=200, n_test=90)
+    d = random_directions(net, ndim=2, seed=12)
+    grid = dict(x="-1:1:4", y="-1:1:3", directions=d, device="cpu", progress=False)
+    whole = compute_surface(net, data, batch_size=64, **grid)
+    path = tmp_path / "s.h5"
+    compute_surface(net, data, batch_size=128, surf_file=path, **grid)
+    with h5py.File(path, "r+") as f:  # as if killed half way
+        f["done"][1:, :] = 0
+        for key in whole.values:
+            f[key][1:, :] = np.nan
+    resumed = compute_surface(net, data, batch_size=64, surf_file=path, **grid)
+    for key in whole.values:
+        np.testing.assert_array_equal(resumed[key], whole[key])
+
+
 def test_losses_are_exact_sums_of_the_per_example_losses():
     """The mean loss is the correctly rounded sum (math.fsum) of the plain path's per-example
     float32 losses, divided by n; the widened last batch counts each example once."""
