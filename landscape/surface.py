@@ -251,7 +251,7 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
             writer.close()
     if root:  # a reduced-precision surface: its error measured at fixed points on the exact path
         check_surface(result, lambda coords: Evaluator(model, data, directions, splits=splits, loss=loss, **{
-            **evaluation, "precision": "fp32", "batch_size": evaluator.batch_size})(coords), keys,
+            **evaluation, "precision": "fp32", "compile": False, "batch_size": evaluator.batch_size})(coords), keys,
             surf_file=surf_file, progress=progress)
     return result
 

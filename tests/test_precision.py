@@ -147,3 +147,15 @@ def test_plots_carry_the_measured_error(tmp_path, monkeypatch):
     caption = f"bf16: loss error {attrs['precision_error_abs']:.2g} ("
     assert any(caption in t for t in titles[0]), titles
     assert prec.plot_caption({"precision": "fp32"}) == ""
+
+
+def test_compile_is_opt_in_and_agrees_with_the_eager_path():
+    net = conv_net()
+    d = random_directions(net, ndim=2, seed=6)
+    points = np.array([[0.0, 0.0], [0.3, -0.4]])
+    eager = Evaluator(net, data(100), d, splits=("train",), device="cpu", batch_size=64)
+    compiled = Evaluator(net, data(100), d, splits=("train",), device="cpu", batch_size=64, compile=True)
+    assert compiled.points_per_pass == 1 and eager._call is not compiled._call
+    np.testing.assert_allclose(compiled(points), eager(points), rtol=1e-6)
+    with pytest.raises(ValueError, match="compile=True evaluates one point per pass"):
+        Evaluator(net, data(100), d, splits=("train",), device="cpu", compile=True, points_per_pass=4)
