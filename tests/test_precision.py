@@ -159,3 +159,18 @@ def test_compile_is_opt_in_and_agrees_with_the_eager_path():
     np.testing.assert_allclose(compiled(points), eager(points), rtol=1e-6)
     with pytest.raises(ValueError, match="compile=True evaluates one point per pass"):
         Evaluator(net, data(100), d, splits=("train",), device="cpu", compile=True, points_per_pass=4)
+
+
+def test_command_line_precision_flag(tmp_path, monkeypatch, capsys):
+    from landscape.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    model = ["--model", "cnn", "--model-option", "channels=[4,8]", "--data", "digits", "--splits", "test"]
+    assert main(["surface", *model, "--x=-1:1:3", "--precision", "bf16", "--surf_file", "b.h5"]) == 0
+    assert "bf16 error at 3 fp32 check points" in capsys.readouterr().err
+    stored = read_attrs("b.h5")
+    assert stored["precision"] == "bf16" and np.isfinite(stored["precision_error_rel"])
+    assert main(["surface", *model, "--x=-1:1:3", "--precision", "none", "--surf_file", "n.h5", "--quiet"]) == 0
+    assert read_attrs("n.h5")["precision"] == "fp32" and "precision_error_abs" not in read_attrs("n.h5")
+    assert main(["surface", *model, "--x=-1:1:3", "--precision", "bf16", "--surf_file", "n.h5", "--quiet"]) == 2
+    assert "made with precision='fp32', not 'bf16'" in capsys.readouterr().err
