@@ -32,16 +32,17 @@ plain path with a warning):
   activation refuses those strides): it is then retried channels-first.
 - **Batch size** (``batch_size=None``, the default): the candidates of
   :data:`BATCH_CANDIDATES` (capped by the split size) are timed on the device in use before the
-  first point and the fastest is kept.
+  first point and the fastest is kept (it does not change the values: see below).
+- **Many points per pass** (``points_per_pass > 1``): ``torch.func.vmap`` over points. It pays
+  on GPUs; on CPUs one point at a time is usually faster (the default there).
 
 Values are deterministic: the per-example losses of a split are summed exactly
 (:func:`exact_sums`, correctly rounded) and the hits counted as integers, and a staged split's last
 batch is widened back to :data:`MIN_BATCH` rows, so the same inputs give the same bits whatever
-batch size the timing picks (checked on CPU for every size of 32 and more; a handful of rows
-runs other matrix kernels and may differ in the last bits). On CUDA the library's kernel choice
-may still depend on the batch size; give ``batch_size`` there for bitwise reruns.
-- **Many points per pass** (``points_per_pass > 1``): ``torch.func.vmap`` over points. It pays
-  on GPUs; on CPUs one point at a time is usually faster (the default there).
+batch size the timing picks (checked on CPU for sizes 33 to 512; a handful of rows runs other
+matrix kernels and may differ in the last bits, and so may another number of threads where MKL
+splits a long product over them, unless ``MKL_CBWR=AUTO,STRICT`` is set). On CUDA the library's
+kernel choice may depend on the batch size; give ``batch_size`` there for bitwise reruns.
 
 Losses are per-example means over the whole split; accuracy is in percent (NaN for targets
 that are not class indices, or with ``accuracy=False``).
@@ -129,7 +130,17 @@ def exact_sums(values: torch.Tensor) -> torch.Tensor:
     float64 values): independent of the order of the entries, hence of batching, threads and
     devices."""
     rows = values.detach().double().cpu().numpy()
-    return torch.tensor([math.fsum(row.tolist()) for row in rows], dtype=torch.float64)
+    return torch.tensor([_fsum(row) for row in rows], dtype=torch.float64)
+
+
+def _fsum(row: np.ndarray) -> float:
+    """``math.fsum`` of ``row``; where it refuses (``inf - inf``: NaN) or overflows (+-inf), the
+    plain sum, which says the same."""
+    try:
+        return math.fsum(row.tolist())
+    except (ValueError, OverflowError):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.sum(row))
 
 
 class Evaluator:

@@ -393,3 +393,19 @@ def test_regression_targets_give_nan_accuracy():
     assert np.isnan(got[:, 1]).all()
     with torch.no_grad():
         np.testing.assert_allclose(got[0, 0], float(((net(x) - y) ** 2).mean()), rtol=1e-6)
+
+
+def test_exact_sums_are_correctly_rounded_and_order_free():
+    from fractions import Fraction
+
+    from landscape.evaluate import exact_sums
+
+    g = torch.Generator().manual_seed(0)
+    values = (torch.randn(3, 1000, generator=g) * torch.logspace(-6, 6, 1000)).float()
+    sums = exact_sums(values)
+    for row, total in zip(values.double().tolist(), sums.tolist()):
+        assert total == float(sum(Fraction(v) for v in row))  # the exact sum, rounded once
+    shuffled = values[:, torch.randperm(1000, generator=g)]
+    assert torch.equal(exact_sums(shuffled), sums)
+    odd = exact_sums(torch.tensor([[1.0, float("inf")], [float("inf"), -float("inf")], [float("nan"), 1.0]]))
+    assert odd[0] == float("inf") and odd[1:].isnan().all()
