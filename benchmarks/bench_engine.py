@@ -9,6 +9,10 @@ Per model, on the same 2D grid of directions (filter-normalized, BN and biases f
   rewrites on; set-up included in its time);
 - **engine/pt**: the same evaluator's points alone, its set-up (tracing, checks, batch-size
   timing, first-layer cache) excluded -- what a long surface converges to;
+- **bf16/pt**: the engine's points alone with ``precision="bf16"`` (forward passes under
+  autocast, its own batch size timed), beside its speed-up over ``eng/pt`` and its error: the
+  largest absolute difference of the loss from the fp32 engine's over the whole grid, and that
+  as a percentage of the fp32 surface's loss range (``--no-bf16`` leaves these columns out);
 - **floor**: plain forward passes of the unmodified model over the same data at the fastest of
   the engine's candidate batch sizes, no loss, no weight updates -- one pass per point. An
   engine above the floor is faster than merely running the model.
@@ -17,7 +21,7 @@ The engine's values must equal the de facto loop's to 1e-5 relative (losses) and
 (accuracies). Timings are the best of interleaved rounds, which damps the noise of a shared
 machine.
 
-    python benchmarks/bench_engine.py [--points 5] [--rounds 2] [--threads N] [--models a,b]
+    python benchmarks/bench_engine.py [--points 5] [--rounds 2] [--threads N] [--models a,b] [--no-bf16]
     python benchmarks/bench_engine.py --gpu          # = --device cuda --models resnet20 --samples 10000
 """
 from __future__ import annotations
@@ -165,7 +169,7 @@ def git_commit() -> str:
 
 
 def run_case(name: str, case: Case, *, points: int, rounds: int, device: torch.device,
-             samples: Optional[int]) -> dict:
+             samples: Optional[int], bf16: bool = True) -> dict:
     """Times of the three methods on one model (best of ``rounds`` interleaved) and the value check."""
     net = calibrated(case)
     directions = random_directions(net, ndim=2, seed=0)  # CPU tensors, drawn before the move
@@ -186,6 +190,8 @@ def run_case(name: str, case: Case, *, points: int, rounds: int, device: torch.d
         return np.stack([result["train_loss"].reshape(-1), result["train_acc"].reshape(-1)], axis=1)
 
     evaluator = Evaluator(net, {"train": (x, y)}, directions, splits=("train",), device=device)
+    half = Evaluator(net, {"train": (x, y)}, directions, splits=("train",), device=device,
+                     precision="bf16") if bf16 else None
     coords = grid.coords(np.arange(grid.size))
     candidates = sorted({min(b, n) for b in BATCH_CANDIDATES.get(device.type, BATCH_CANDIDATES["cpu"])})
     for b in candidates:  # warm-up of every shape (oneDNN / cuDNN kernel selection)
@@ -201,12 +207,17 @@ def run_case(name: str, case: Case, *, points: int, rounds: int, device: torch.d
         best["engine"] = min(best["engine"], seconds)
         _, seconds = timed(lambda: evaluator(coords), device)
         best["engine/pt"] = min(best["engine/pt"], seconds)
+        if half is not None:
+            values["bf16"], seconds = timed(lambda: half(coords), device)
+            best["bf16/pt"] = min(best.get("bf16/pt", float("inf")), seconds)
         for b in candidates:
             seconds = floor_pass(net, x_dev, b, device) * grid.size
             if seconds < best["floor"]:
                 best["floor"], floor_batch = seconds, b
     ref, got = values["de facto"], values["engine"]
-    return {"name": name, "about": case.about, "samples": n, "shape": case.shape, "points": grid.size,
+    bf16_error = (np.max(np.abs(values["bf16"][:, 0] - got[:, 0])), np.ptp(got[:, 0])) if half is not None else None
+    return {"bf16_error": bf16_error, "bf16_batch": half.batch_size if half is not None else None,
+            "name": name, "about": case.about, "samples": n, "shape": case.shape, "points": grid.size,
             "pps": {k: grid.size / v for k, v in best.items()}, "batch": note["batch"], "floor_batch": floor_batch,
             "rel": float(np.max(np.abs(got[:, 0] / ref[:, 0] - 1))), "acc_equal": bool(np.array_equal(got[:, 1], ref[:, 1]))}
 
@@ -220,6 +231,7 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=None, help="examples per model (default: the suite's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--gpu", action="store_true", help="= --device cuda --models resnet20 --samples 10000")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="leave out the bf16 columns")
     args = parser.parse_args(argv)
     if args.gpu:
         args.device, args.models, args.samples = "cuda", "resnet20", args.samples or 10000
@@ -241,10 +253,12 @@ def main(argv=None) -> int:
     print(f"{args.points}x{args.points} grid, {where}, torch {torch.__version__}, best of {args.rounds} "
           f"interleaved rounds, commit {git_commit()}, {time.strftime('%Y-%m-%d')}")
     print(f"{'model':22s} {'samples':>13s} {'de facto':>9s} {'engine':>9s} {'eng/pt':>9s} {'floor':>9s} {'eng/def':>8s} "
-          f"{'eng/floor':>9s}  batch (engine; floor)       max rel. loss diff, accuracies")
+          f"{'eng/floor':>9s}  batch (engine; floor)       max rel. loss diff, accuracies"
+          + ("  |  bf16/pt  bf16/eng  batch  bf16 error (abs; % of range)" if args.bf16 else ""))
     ok = True
     for name in names:
-        r = run_case(name, SUITE[name], points=args.points, rounds=args.rounds, device=device, samples=args.samples)
+        r = run_case(name, SUITE[name], points=args.points, rounds=args.rounds, device=device, samples=args.samples,
+                     bf16=args.bf16)
         pps = r["pps"]
         speed, vs_floor = pps["engine"] / pps["de facto"], pps["engine"] / pps["floor"]
         equal = r["rel"] <= 1e-5 and r["acc_equal"]
@@ -253,10 +267,14 @@ def main(argv=None) -> int:
         print(f"{name:22s} {r['samples']:5d} {shape:>7s} {pps['de facto']:9.2f} {pps['engine']:9.2f} "
               f"{pps['engine/pt']:9.2f} {pps['floor']:9.2f} {speed:7.2f}x {vs_floor:8.2f}x  "
               f"{str(r['batch']):20s}; {r['floor_batch']:<4d} "
-              f"{r['rel']:.1e}, {'equal' if r['acc_equal'] else 'DIFFER'}{'' if equal else '  VALUES DIFFER'}",
+              f"{r['rel']:.1e}, {'equal' if r['acc_equal'] else 'DIFFER'}{'' if equal else '  VALUES DIFFER'}"
+              + (f"  |  {pps['bf16/pt']:7.2f} {pps['bf16/pt'] / pps['engine/pt']:8.2f}x  {r['bf16_batch']:5d}  "
+                 f"{r['bf16_error'][0]:.2e}; {100 * r['bf16_error'][0] / r['bf16_error'][1]:.3f}%" if args.bf16 else ""),
               flush=True)
     print("points/s; eng/pt: the engine's points without its set-up; eng/def = engine / de facto (goal >= 1.8x on "
-          "CPU, >= 10x on GPU); eng/floor >= 0.9 means within 10% of the floor or above it")
+          "CPU, >= 10x on GPU); eng/floor >= 0.9 means within 10% of the floor or above it"
+          + ("; bf16/eng = bf16 points / fp32 points, set-up excluded (goal >= 2x on CPUs with bf16 units)"
+             if args.bf16 else ""))
     return 0 if ok else 1
 
 

@@ -32,9 +32,17 @@ plain path with a warning):
   activation refuses those strides): it is then retried channels-first.
 - **Batch size** (``batch_size=None``, the default): the candidates of
   :data:`BATCH_CANDIDATES` (capped by the split size) are timed on the device in use before the
-  first point and the fastest is kept; values do not depend on it beyond float rounding.
+  first point and the fastest is kept (it does not change the values: see below).
 - **Many points per pass** (``points_per_pass > 1``): ``torch.func.vmap`` over points. It pays
   on GPUs; on CPUs one point at a time is usually faster (the default there).
+
+Values are deterministic: the per-example losses of a split are summed exactly
+(:func:`exact_sums`, correctly rounded) and the hits counted as integers, and a staged split's last
+batch is widened back to :data:`MIN_BATCH` rows, so the same inputs give the same bits whatever
+batch size the timing picks (checked on CPU for sizes 33 to 512; a handful of rows runs other
+matrix kernels and may differ in the last bits, and so may another number of threads where MKL
+splits a long product over them, unless ``MKL_CBWR=AUTO,STRICT`` is set). On CUDA the library's
+kernel choice may depend on the batch size; give ``batch_size`` there for bitwise reruns.
 
 Losses are per-example means over the whole split; accuracy is in percent (NaN for targets
 that are not class indices, or with ``accuracy=False``).
@@ -42,6 +50,7 @@ that are not class indices, or with ``accuracy=False``).
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -55,14 +64,16 @@ from torch.func import functional_call, vmap
 
 from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Output, Tensors, check_class_targets,
                                      correct_count, data_splits, resolve_device, resolve_loss,
-                                     select_output, summed_loss)
+                                     select_output)
 
 from .directions import Directions, check_fits, direction_names
+from .precision import autocast_dtype, hardware_note
 from .rewrites import _Fold, _Program, compile_model, unfoldable
 
-PRECISIONS = {None: None, "none": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Batch sizes timed when none is given (capped by the split size), per device type.
 BATCH_CANDIDATES = {"cpu": (64, 128, 256, 512), "cuda": (256, 512, 1024, 2048, 4096)}
+# A staged split's last batch is widened back to this many rows (see Evaluator._batches).
+MIN_BATCH = 64
 
 
 def value_keys(splits: Sequence[str]) -> List[str]:
@@ -103,6 +114,35 @@ def layer_input(model: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
     return captured[0]
 
 
+def example_losses(fn, outputs: torch.Tensor, targets: torch.Tensor, batch: int) -> torch.Tensor:
+    """``fn``'s per-example losses (B,); a scalar batch mean becomes one entry ``mean * B``."""
+    value = fn(outputs, targets)
+    if value.dim() == 0:
+        return (value * batch).reshape(1)
+    if value.shape[0] != batch:
+        raise ValueError(f"the loss returned shape {tuple(value.shape)}; expected ({batch},) per-example "
+                         "losses or a scalar batch mean")
+    return value.reshape(batch)
+
+
+def exact_sums(values: torch.Tensor) -> torch.Tensor:
+    """Row sums (P,) float64 of ``values`` (P, n), correctly rounded (``math.fsum`` of the exact
+    float64 values): independent of the order of the entries, hence of batching, threads and
+    devices."""
+    rows = values.detach().double().cpu().numpy()
+    return torch.tensor([_fsum(row) for row in rows], dtype=torch.float64)
+
+
+def _fsum(row: np.ndarray) -> float:
+    """``math.fsum`` of ``row``; where it refuses (``inf - inf``: NaN) or overflows (+-inf), the
+    plain sum, which says the same."""
+    try:
+        return math.fsum(row.tolist())
+    except (ValueError, OverflowError):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return float(np.sum(row))
+
+
 class Evaluator:
     """``evaluator(coords)``: losses and accuracies at points ``theta + sum_k c_k d_k``.
 
@@ -125,11 +165,15 @@ class Evaluator:
         batch_size: examples per forward pass of staged data; None times the candidates of
             :data:`BATCH_CANDIDATES` on the device (see :meth:`_tune_batch_size`).
         device: where the copies and staged data live (default cuda when available).
-        precision: ``"bf16"`` or ``"fp16"`` runs forward passes under autocast (for GPUs).
+        precision: ``"fp32"`` (default; ``"none"`` and None too) or ``"bf16"``/``"fp16"``: forward
+            passes under autocast (see :mod:`landscape.precision` for the hardware that has the units).
         points_per_pass: points per vmap pass (default 1 on CPU, 8 on CUDA).
         fold_bn, first_layer, reorder: the exact rewrites of :mod:`landscape.rewrites`
             (``first_layer=None``: when it pays); all False is the plain path.
         cache_bytes: the most memory the first-layer cache may take.
+        compile: run the forward pass through ``torch.compile`` (one point per pass), the point's
+            tensors as graph inputs. Opt-in: the compilation (about 10-110 s on a CPU) pays only
+            on large grids; values agree with the eager path to float rounding, not bitwise.
 
     Attributes:
         batch_size: the batch size in use (None when every split is streamed).
@@ -142,20 +186,24 @@ class Evaluator:
                  accuracy: bool = True, hooks: BatchHooks = DEFAULT_HOOKS, batch_size: Optional[int] = None,
                  device=None, precision: Optional[str] = None, points_per_pass: Optional[int] = None,
                  fold_bn: bool = True, first_layer: Optional[bool] = None, reorder: bool = True,
-                 cache_bytes: int = 2 ** 31):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of bf16, fp16, none; got {precision!r}")
+                 cache_bytes: int = 2 ** 31, compile: bool = False):
+        if compile and (points_per_pass or 1) != 1:
+            raise ValueError("compile=True evaluates one point per pass: leave points_per_pass at 1")
+        self._call = functional_call  # torch.compile'd once the program and batch size are chosen
         for name, value in (("batch_size", batch_size), ("points_per_pass", points_per_pass)):
             if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self._autocast = autocast_dtype(precision)  # a ValueError naming the choices first
+        note = hardware_note(precision, resolve_device(device))
+        if note:
+            warnings.warn(note, stacklevel=2)
         check_fits(directions, model)
         self._loss_fn = resolve_loss(loss)
         self.loss, self.output, self.accuracy, self.hooks = loss, output, accuracy, hooks
         self.device = resolve_device(device)
         self.splits = tuple(splits)
         self.columns = value_keys(self.splits)
-        self.points_per_pass = int(points_per_pass or (8 if self.device.type == "cuda" else 1))
-        self._autocast = PRECISIONS[precision]
+        self.points_per_pass = 1 if compile else int(points_per_pass or (8 if self.device.type == "cuda" else 1))
         sources = data_splits(data, hooks)
         missing = [s for s in self.splits if s not in sources]
         if missing:
@@ -172,6 +220,8 @@ class Evaluator:
                 self.batch_size, self.batch_size_note = int(batch_size), f"{int(batch_size)} (given)"
             else:
                 self.batch_size, self.batch_size_note = self._tune_batch_size()
+        if compile:
+            self._call = torch.compile(functional_call)
 
     # ------------------------------------------------------------------ set-up
     def _setup(self, model, sources: dict, directions):
@@ -416,7 +466,7 @@ class Evaluator:
                     else contextlib.nullcontext())
         if program.first is None:
             with autocast:  # only the forward pass: the point's tensors stay in full precision
-                out = self.hooks.call(lambda *a, **k: functional_call(program.module, state, a, k), inputs)
+                out = self.hooks.call(lambda *a, **k: self._call(program.module, state, a, k), inputs)
         else:
             scale, shift = affine
             cached = self._cache[split]
@@ -435,8 +485,10 @@ class Evaluator:
                     first = torch.addcmul(first, coords[k], cached[k + 1][rows])
                 view = (-1,) if program.first_linear else (-1, *[1] * (first.dim() - 2))
                 first = torch.addcmul(shift.view(view), first, scale.view(view))
+            if self._autocast and cast:  # the rest of the net then runs in the reduced type throughout
+                first = first.to(self._autocast)
             with autocast:
-                out = functional_call(program.module, state, (inputs, first))
+                out = self._call(program.module, state, (inputs, first))
         out = select_output(out, self.output)
         return out.to(torch.promote_types(out.dtype, torch.float32))
 
@@ -452,32 +504,45 @@ class Evaluator:
 
     # ------------------------------------------------------------------ many points
     def _batches(self, split: str, batch_size: Optional[int], stop: Optional[int] = None) -> Iterator[tuple]:
-        """``(inputs, targets, rows, count)`` on the device per batch of ``split``: slices of
-        the staged tensors (the first ``stop`` examples), or the streamed batches."""
+        """``(inputs, targets, rows, new)`` on the device per batch of ``split``: slices of the
+        staged tensors (the first ``stop`` examples), or the streamed batches. Only the last
+        ``new`` examples of a batch are new: a staged split's last batch is widened back to
+        :data:`MIN_BATCH` rows (matrix kernels take other code paths for a few rows, which
+        changes the bits of the per-example values)."""
         source = self._data[split]
         if isinstance(source, Tensors):
             end = len(source) if stop is None else min(stop, len(source))
             for start in range(0, end, batch_size):
-                rows = slice(start, min(start + batch_size, end))
-                yield source.x[rows], source.y[rows], rows, rows.stop - rows.start
+                last = min(start + batch_size, end)
+                rows = slice(max(0, min(start, last - MIN_BATCH)), last)
+                yield source.x[rows], source.y[rows], rows, last - start
             return
         for inputs, targets in source.batches():
             inputs = self.hooks.to(inputs, self.device)
             yield inputs, self.hooks.to(targets, self.device), None, self.hooks.size(inputs)
 
     def _pass(self, logits_of, split: str, batch_size: Optional[int], stop: Optional[int] = None):
-        """Summed loss (P,), correct count (P,) or None (no accuracy), and number of examples
-        of one pass over ``split`` (its first ``stop`` staged examples)."""
-        loss, correct, count, counted = 0.0, 0.0, 0, self.accuracy
+        """Summed loss (P,) float64, correct count (P,) or None (no accuracy), and number of
+        examples of one pass over ``split`` (its first ``stop`` staged examples).
+
+        The per-example losses of the whole pass are summed exactly (:func:`exact_sums`) and the
+        hits counted as integers, so the result does not depend on how the examples were cut
+        into batches: the same bits for every batch size (a loss callable returning a batch
+        mean has no per-example values; its means are summed as they come)."""
+        losses, correct, count, counted = [], 0, 0, self.accuracy
         for inputs, targets, rows, n in self._batches(split, batch_size, stop):
             outputs = logits_of(inputs, split, rows)
-            loss = loss + torch.stack([summed_loss(self._loss_fn, out, targets, n) for out in outputs]).double()
+            if rows is not None and rows.stop - rows.start > n:  # a widened last batch: keep the new rows
+                outputs, targets = outputs[:, -n:], targets[-n:]
+            losses.append(torch.stack([example_losses(self._loss_fn, out, targets, n) for out in outputs]))
             if counted:
                 hits = [correct_count(out, targets) for out in outputs]
                 counted = hits[0] is not None
-                correct = correct + torch.stack(hits).double() if counted else None
+                correct = correct + torch.stack(hits).long() if counted else None
             count += n
-        return loss, correct if counted else None, count
+        if not losses:
+            return None, None, 0
+        return exact_sums(torch.cat(losses, dim=1)), correct.cpu().double() if counted else None, count
 
     def __call__(self, coords) -> np.ndarray:
         coords = np.atleast_2d(np.asarray(coords, dtype=np.float64))

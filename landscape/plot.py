@@ -32,6 +32,7 @@ from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
 from regularizers.files import atomic_path, atomic_write_bytes
 
+from .precision import plot_caption
 from .store import SurfaceResult, read_surface
 
 VALUE_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -478,18 +479,20 @@ def plot_surface_file(path, key: str = "train_loss", kinds: Sequence[str] = KIND
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"{path.stem}_{key}"
     label, ndim = label_of(key), len(surface.shape)
+    caption = plot_caption(surface.attrs)  # a reduced-precision surface's measured error
     if vtp and ndim != 2:
         raise ValueError(f"VTP export needs a 2D surface; {path} is {ndim}D")
     if ndim == 1:
         curves = {k: surface.values[k] for k in VALUE_KEYS if k in surface.values} or {key: values}
-        return _save(plot_1d(surface.x, curves, log=log, title=path.stem), out_dir, f"{path.stem}_1d",
+        return _save(plot_1d(surface.x, curves, log=log, title="\n".join(filter(None, [path.stem, caption]))),
+                     out_dir, f"{path.stem}_1d",
                      formats)
     if ndim == 3:
         fig = plot_slices(surface.x, surface.y, surface.z, values, vmin=vmin, vmax=vmax, log=log,
-                          label=label, title=path.stem)
+                          label=label, title="\n".join(filter(None, [path.stem, caption])))
         return _save(fig, out_dir, f"{stem}_slices", formats)
     grid = (surface.x, surface.y, values)
-    scale = dict(vmin=vmin, vmax=vmax, log=log, label=label)
+    scale = dict(vmin=vmin, vmax=vmax, log=log, label=label, **({"title": caption} if caption else {}))
     draw = {
         "contour": lambda: plot_contour(*grid, vlevel=vlevel, **scale),
         "filled": lambda: plot_contour(*grid, filled=True, vlevel=vlevel, **scale),

@@ -38,6 +38,7 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,11 +79,14 @@ def canonical(value):
     return str(value)
 
 
+LEGACY = {("precision", "none"): "fp32"}  # (setting, value in older files) -> today's value
+
+
 def mismatch(stored: dict, wanted: dict) -> Optional[str]:
     """``"made with key='a', not 'b'"`` for the first setting of ``wanted`` that a file's
     ``stored`` attributes do not hold (values compared in :func:`canonical` form); else None."""
     for key, value in wanted.items():
-        if stored.get(key) != canonical(value):
+        if LEGACY.get((key, stored.get(key)), stored.get(key)) != canonical(value):
             return f"made with {key}={stored.get(key, 'unset')!r}, not {canonical(value)!r}"
     return None
 
@@ -149,6 +153,16 @@ def write_image(path, image: bytes) -> Path:
                              "free some space and rerun: finished files and points are kept") from None
         raise
     return path
+
+
+def add_attrs(path, attrs: dict) -> None:
+    """Add ``attrs`` to the HDF5 file ``path`` atomically: a changed copy replaces it, so a full
+    disk or a kill leaves the file as it was (attributes are never rewritten in place)."""
+    with atomic_path(path) as temp:
+        shutil.copyfile(path, temp)
+        with _open(temp, "r+", name=path) as f:
+            for key, value in attrs.items():
+                f.attrs[key] = value
 
 
 def _attrs(f: h5py.File) -> dict:

@@ -36,6 +36,7 @@ from .grid import Axes, AxisSpec, Grid, available_memory, resolve_axes
 from .sharding import SerialRunner, runner
 from .span import automatic_spans
 from .store import SurfaceResult, SurfaceWriter, check_surface, create_surface, read_surface, tensors_sha256
+from .precision import check_reduced_precision, precision_name
 
 
 def data_fingerprint(data, splits: Sequence[str]) -> dict:
@@ -223,6 +224,19 @@ def evaluate_missing(run: SerialRunner, evaluator: Evaluator, grid: Grid, plan: 
     return result
 
 
+def finish(run: SerialRunner, result: SurfaceResult, model: nn.Module, data, directions: Directions, surf_file,
+           *, splits: Sequence[str], loss, evaluation: dict, progress: bool) -> SurfaceResult:
+    """The finished surface, on rank 0 with a reduced-precision surface's error measured once at
+    fixed points on the exact fp32 path (:func:`landscape.precision.check_reduced_precision`)."""
+    if not run.root:
+        return result
+    exact = {**evaluation, "precision": "fp32", "compile": False}
+    check_reduced_precision(result, lambda coords: Evaluator(model, data, directions, splits=splits, loss=loss,
+                                                             **exact)(coords),
+                            value_keys(splits), surf_file=surf_file, progress=progress)
+    return result
+
+
 def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Sequence[AxisRecipe]],
                     x: AxisSpec, y: Optional[AxisSpec] = None, z: Optional[AxisSpec] = None,
                     loss="crossentropy", splits: Optional[Sequence[str]] = None, surf_file=None,
@@ -272,17 +286,22 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
                                    evaluation=evaluation, progress=progress)
     surf_file, keys = surface_path(surf_file, dir_file, grid, loss, splits), value_keys(splits)
     settings = surface_settings(data, directions, loss=loss, splits=splits, weights=weights,
-                                precision=evaluation.get("precision"), attrs={**(attrs or {}), **span_attrs})
+                                precision=precision_name(evaluation.get("precision")),
+                                attrs={**(attrs or {}), **span_attrs})
     plan = run.on_root(plan_points, surf_file, grid, keys, settings)
-    if len(plan.pending) == 0:
-        return read_surface(surf_file) if run.root else SurfaceResult.empty(grid, keys)
+    if len(plan.pending) == 0:  # finished (a reduced-precision check interrupted before its end is made now)
+        done = read_surface(surf_file) if run.root else SurfaceResult.empty(grid, keys)
+        return finish(run, done, model, data, directions, surf_file,
+                      splits=splits, loss=loss, evaluation={**evaluation, "batch_size": plan.batch_size},
+                      progress=progress)
     evaluator = make_evaluator(run, model, data, directions, splits=splits, loss=loss, evaluation=evaluation,
                                begun=plan.batch_size)
     result = start_result(run, surf_file, plan, grid, keys, settings, dir_file, evaluator)
     label = f"{Path(stem).name} " + " ".join(f"{a}:{len(c)}" for a, c in zip("xyz", grid.coordinates))
     result = evaluate_missing(run, evaluator, grid, plan, result, surf_file, keys=keys, progress=progress,
                               desc=f"{label} (batch {evaluator.batch_size_note})")
-    return result  # checks of the finished surface (e.g. the precision's error bound) go here, once
+    return finish(run, result, model, data, directions, surf_file, splits=splits, loss=loss,
+                  evaluation={**evaluation, "batch_size": evaluator.batch_size}, progress=progress)
 
 
 def interpolate(model1: nn.Module, model2: nn.Module, data, alphas: AxisSpec = "-0.5:1.5:41", *,

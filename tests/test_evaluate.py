@@ -200,8 +200,9 @@ def test_bad_inputs():
 
 
 def test_values_do_not_depend_on_the_batch_size(tmp_path):
-    """Surfaces with batch sizes 7, 64 and auto agree (1e-6 rel., accuracies exactly); the
-    chosen size is recorded in the file but is no setting: resuming with another one works."""
+    """Surfaces with batch sizes 64, 128 and auto are bitwise equal (exact sums of per-example
+    losses, the last batch widened); batch 7 runs other kernels and agrees to 1e-6. The chosen
+    size is recorded in the file but is no setting: resuming with another one works."""
     from landscape.store import read_surface
     from landscape.surface import compute_surface
 
@@ -209,12 +210,11 @@ def test_values_do_not_depend_on_the_batch_size(tmp_path):
     d = random_directions(net, ndim=2, seed=10)
     grid = dict(x="-1:1:3", y="-1:1:2")
     runs = {b: compute_surface(net, data, directions=d, batch_size=b, device="cpu", progress=False,
-                               surf_file=tmp_path / f"b{b}.h5", **grid) for b in (7, 64, None)}
-    for b in (7, None):
-        for key in ("train_loss", "test_loss"):
-            np.testing.assert_allclose(runs[b][key], runs[64][key], rtol=1e-6)
-        for key in ("train_acc", "test_acc"):
+                               surf_file=tmp_path / f"b{b}.h5", **grid) for b in (7, 64, 128, None)}
+    for key in runs[64].values:
+        for b in (128, None):
             np.testing.assert_array_equal(runs[b][key], runs[64][key])
+        np.testing.assert_allclose(runs[7][key], runs[64][key], rtol=1e-6)
     auto = Evaluator(net, data, d, device="cpu")
     assert auto.batch_size in (64, 128, 256, 300)
     assert auto.batch_size_note.startswith(f"auto: {auto.batch_size} of 64")  # candidates run within ~n examples
@@ -224,6 +224,54 @@ def test_values_do_not_depend_on_the_batch_size(tmp_path):
     again = compute_surface(net, data, directions=d, batch_size=64, device="cpu", progress=False,
                             surf_file=tmp_path / "b7.h5", **grid)
     np.testing.assert_array_equal(again["train_loss"], runs[7]["train_loss"])
+
+
+def test_resumed_with_another_batch_size_equals_uninterrupted(tmp_path):
+    """Half the points computed at batch 128, the rest after a resume at batch 64: the file is
+    bitwise the uninterrupted batch-64 surface."""
+    import h5py
+
+    from landscape.surface import compute_surface
+
+    net, data = conv_bn_net(), tiny_data(n_train=200, n_test=90)
+    d = random_directions(net, ndim=2, seed=12)
+    grid = dict(x="-1:1:4", y="-1:1:3", directions=d, device="cpu", progress=False)
+    whole = compute_surface(net, data, batch_size=64, **grid)
+    path = tmp_path / "s.h5"
+    compute_surface(net, data, batch_size=128, surf_file=path, **grid)
+    with h5py.File(path, "r+") as f:  # as if killed half way
+        f["done"][1:, :] = 0
+        for key in whole.values:
+            f[key][1:, :] = np.nan
+    resumed = compute_surface(net, data, batch_size=64, surf_file=path, **grid)
+    for key in whole.values:
+        np.testing.assert_array_equal(resumed[key], whole[key])
+
+
+def test_losses_are_exact_sums_of_the_per_example_losses():
+    """The mean loss is the correctly rounded sum (math.fsum) of the plain path's per-example
+    float32 losses, divided by n; the widened last batch counts each example once."""
+    import math
+
+    net, data = conv_bn_net(), tiny_data(n_train=150, n_test=70)
+    d = random_directions(net, ndim=2, seed=11)
+    point = np.array([0.3, -0.2])
+    ev = Evaluator(net, data, d, batch_size=100, device="cpu", **PLAIN)  # last batch: 50 new rows of 64
+    copy_ = copy.deepcopy(net).eval()
+    names = direction_names(net, d.dir_type)
+    state = copy_.state_dict()
+    with torch.no_grad():
+        for i, name in enumerate(names):
+            if state[name].is_floating_point():
+                state[name] += sum(float(c) * axis[i] for c, axis in zip(point, d.axes))
+        copy_.load_state_dict(state)
+        for j, split in enumerate(("train", "test")):
+            x, y = data[split]
+            per_example = F.cross_entropy(copy_(x), y, reduction="none")
+            expected = math.fsum(per_example.double().tolist()) / len(y)
+            np.testing.assert_allclose(ev(point)[0, 2 * j], expected, rtol=1e-6)
+            hits = (copy_(x).argmax(1) == y).sum().item()
+            assert ev(point)[0, 2 * j + 1] == 100.0 * hits / len(y)
 
 
 # ------------------------------------------------------------------ data, loss and output forms
@@ -345,3 +393,19 @@ def test_regression_targets_give_nan_accuracy():
     assert np.isnan(got[:, 1]).all()
     with torch.no_grad():
         np.testing.assert_allclose(got[0, 0], float(((net(x) - y) ** 2).mean()), rtol=1e-6)
+
+
+def test_exact_sums_are_correctly_rounded_and_order_free():
+    from fractions import Fraction
+
+    from landscape.evaluate import exact_sums
+
+    g = torch.Generator().manual_seed(0)
+    values = (torch.randn(3, 1000, generator=g) * torch.logspace(-6, 6, 1000)).float()
+    sums = exact_sums(values)
+    for row, total in zip(values.double().tolist(), sums.tolist()):
+        assert total == float(sum(Fraction(v) for v in row))  # the exact sum, rounded once
+    shuffled = values[:, torch.randperm(1000, generator=g)]
+    assert torch.equal(exact_sums(shuffled), sums)
+    odd = exact_sums(torch.tensor([[1.0, float("inf")], [float("inf"), -float("inf")], [float("nan"), 1.0]]))
+    assert odd[0] == float("inf") and odd[1:].isnan().all()
