@@ -224,6 +224,22 @@ def evaluate_missing(run: SerialRunner, evaluator: Evaluator, grid: Grid, plan: 
     return result
 
 
+def compute_missing(run: SerialRunner, model: nn.Module, data, directions: Directions, plan: Plan, surf_file,
+                    grid: Grid, keys: Sequence[str], settings: dict, *, dir_file, splits, loss, evaluation: dict,
+                    progress: bool, label: str) -> Tuple[SurfaceResult, Optional[int]]:
+    """``(surface, batch size)`` once the ``plan``'s missing points are evaluated and stored; a
+    finished file is read as it is (rank 0; other ranks get an empty surface)."""
+    if len(plan.pending) == 0:
+        return (read_surface(surf_file) if run.root else SurfaceResult.empty(grid, keys)), plan.batch_size
+    evaluator = make_evaluator(run, model, data, directions, splits=splits, loss=loss, evaluation=evaluation,
+                               begun=plan.batch_size)
+    result = start_result(run, surf_file, plan, grid, keys, settings, dir_file, evaluator)
+    label = f"{label} " + " ".join(f"{a}:{len(c)}" for a, c in zip("xyz", grid.coordinates))
+    result = evaluate_missing(run, evaluator, grid, plan, result, surf_file, keys=keys, progress=progress,
+                              desc=f"{label} (batch {evaluator.batch_size_note})")
+    return result, evaluator.batch_size
+
+
 def finish(run: SerialRunner, result: SurfaceResult, model: nn.Module, data, directions: Directions, surf_file,
            *, splits: Sequence[str], loss, evaluation: dict, progress: bool) -> SurfaceResult:
     """The finished surface, on rank 0 with a reduced-precision surface's error measured once at
@@ -289,19 +305,11 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
                                 precision=precision_name(evaluation.get("precision")),
                                 attrs={**(attrs or {}), **span_attrs})
     plan = run.on_root(plan_points, surf_file, grid, keys, settings)
-    if len(plan.pending) == 0:  # finished (a reduced-precision check interrupted before its end is made now)
-        done = read_surface(surf_file) if run.root else SurfaceResult.empty(grid, keys)
-        return finish(run, done, model, data, directions, surf_file,
-                      splits=splits, loss=loss, evaluation={**evaluation, "batch_size": plan.batch_size},
-                      progress=progress)
-    evaluator = make_evaluator(run, model, data, directions, splits=splits, loss=loss, evaluation=evaluation,
-                               begun=plan.batch_size)
-    result = start_result(run, surf_file, plan, grid, keys, settings, dir_file, evaluator)
-    label = f"{Path(stem).name} " + " ".join(f"{a}:{len(c)}" for a, c in zip("xyz", grid.coordinates))
-    result = evaluate_missing(run, evaluator, grid, plan, result, surf_file, keys=keys, progress=progress,
-                              desc=f"{label} (batch {evaluator.batch_size_note})")
+    result, batch_size = compute_missing(run, model, data, directions, plan, surf_file, grid, keys, settings,
+                                         dir_file=dir_file, splits=splits, loss=loss, evaluation=evaluation,
+                                         progress=progress, label=Path(stem).name)
     return finish(run, result, model, data, directions, surf_file, splits=splits, loss=loss,
-                  evaluation={**evaluation, "batch_size": evaluator.batch_size}, progress=progress)
+                  evaluation={**evaluation, "batch_size": batch_size}, progress=progress)
 
 
 def interpolate(model1: nn.Module, model2: nn.Module, data, alphas: AxisSpec = "-0.5:1.5:41", *,

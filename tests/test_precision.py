@@ -56,7 +56,7 @@ def test_check_points_are_centre_corners_and_seeded_others():
 
 def test_precision_check_measures_the_errors_it_is_given():
     grid = make_grid("0:1:11")
-    x = grid.axes[0]
+    x = grid.coordinates[0]
     exact = lambda coords: np.stack([10 * coords[:, 0] ** 2, 50 + 0 * coords[:, 0]], axis=1)  # noqa: E731
     computed = {"train_loss": 10 * x ** 2 + 0.02 * np.sin(7 * x), "train_acc": np.full_like(x, 52.0)}
     attrs = precision_check(exact, grid, computed, ["train_loss", "train_acc"], random_points=3)
