@@ -14,8 +14,9 @@ when the runs share seeds (every comparison here: seed ``s`` initializes and ord
 of every method alike, and a refinement starts from its own baseline), Welch's only for groups
 without shared seeds. *Reproduced*: the interval lies entirely on the claimed side of 0. *Not
 reproduced*: it lies entirely on the other side. Otherwise *inconclusive at this scale*. One
-runaway seed cannot decide: the verdict must come out the same with each seed left out in turn
-(a jackknife), otherwise it is *inconclusive at this scale*. Spreads and other ratios of positive
+runaway seed cannot decide: with three or more seeds, a verdict stands only if the mean effect
+stays on its side with any one seed left out, and (paired runs) the effects of all seeds but at
+most one lie on that side; otherwise it is *inconclusive at this scale*. Spreads and other ratios of positive
 quantities are compared on the log scale (the per-seed log-ratio), where one seed's blow-up
 counts once, not by its size.
 
@@ -42,9 +43,10 @@ SEEDS, QUICK_SEEDS = 5, 2
 TRAIN_EXAMPLES, QUICK_TRAIN_EXAMPLES = 300, 100
 VERDICTS = ("reproduced", "not reproduced", "inconclusive at this scale")
 RULE = ("reproduced: the 95% t-interval of the effect (of per-seed differences: the runs share seeds) lies on "
-        "the claimed side of 0; not reproduced: on the other side; otherwise inconclusive at this scale; and the "
-        "verdict must be the same with each seed left out in turn (one runaway seed cannot decide), otherwise "
-        "inconclusive. Ratios of positive quantities (spreads) are compared as per-seed log-ratios")
+        "the claimed side of 0; not reproduced: on the other side; otherwise inconclusive at this scale. One runaway "
+        "seed cannot decide: a verdict stands only if the mean effect stays on its side with any one seed left out "
+        "and all seeds but at most one lie on that side, otherwise inconclusive. Ratios of positive quantities "
+        "(spreads) are compared as per-seed log-ratios")
 
 
 def parser(doc: str, *, epochs: int | None = EPOCHS, steps: str | None = None) -> argparse.ArgumentParser:
@@ -162,20 +164,24 @@ def effect(group, baseline, *, paired: bool = True):
 @dataclass
 class Decision:
     """A claim's effect and verdict under :data:`RULE`: ``stat`` (the effect, a
-    :class:`analysis.findings.Stat`; a mean log-ratio when ``log``), the ``verdict``, the
-    verdicts with each seed left out (``left_out``), and whether the runs were ``paired``."""
+    :class:`analysis.findings.Stat`; a mean log-ratio when ``log``), the ``verdict``, the effect's
+    mean with each seed left out (``left_out``), how many seeds' effects lie on the claimed side
+    (``agreeing``, paired runs only), and whether the runs were ``paired``."""
 
     stat: object
     verdict: str
     left_out: list
+    agreeing: int | None
     paired: bool
     log: bool = False
 
     def text(self, unit: str = "") -> str:
-        """``"+1.2 points [+0.3, +2.1], paired by seed"``, or the ratio for a log-scale effect."""
+        """``"+1.2 points [+0.3, +2.1] (paired by seed, 5 of 5 seeds > 0)"``; a ratio for a log-scale effect."""
         import math
 
         how = "paired by seed" if self.paired else "Welch, unpaired"
+        if self.agreeing is not None:
+            how += f", {self.agreeing} of {self.stat.n} seeds > 0"
         if self.log:
             s = self.stat
             return f"ratio x{math.exp(s.mean):.3g} [x{math.exp(s.low):.3g}, x{math.exp(s.high):.3g}] ({how}, log scale)"
@@ -186,9 +192,10 @@ def decide(group, baseline=None, sign: int = 1, *, paired: bool = True, log: boo
            margin: float = 0.0) -> Decision:
     """The verdict of :data:`RULE` on ``group - baseline`` (one value per seed, seeds in the same
     order; ``baseline`` None: 0) for a claim of sign ``sign`` (+1: higher). ``log``: compare
-    ``log(group / baseline)`` (positive values). ``margin`` is added to the interval's bounds
-    (a tolerance in the claim's favour). The verdict stands only if leaving out any one seed
-    (with three or more) gives the same verdict; otherwise it is inconclusive."""
+    ``log(group / baseline)`` (positive values). ``margin`` is added to the effect (a tolerance in
+    the claim's favour). A decided verdict stands only when, with three or more seeds, the mean
+    stays on its side with any one seed left out and (paired) all seeds but at most one lie on
+    that side; otherwise it is inconclusive."""
     import numpy as np
 
     group = np.asarray(group, float)
@@ -199,18 +206,18 @@ def decide(group, baseline=None, sign: int = 1, *, paired: bool = True, log: boo
         group, baseline = np.log(group), np.log(baseline)
     if paired and group.shape != baseline.shape:
         raise ValueError(f"paired runs need one value per seed on both sides, got {group.shape} and {baseline.shape}")
-
-    def judge(keep):
-        e = effect(group[keep], baseline[keep], paired=paired)
-        return e, verdict(e.low + margin, e.high + margin, sign)
-
-    stat, result = judge(np.ones(len(group), bool))
-    left_out = []
-    if len(group) >= 3 and (not paired or len(baseline) == len(group)):
-        left_out = [judge(np.arange(len(group)) != i)[1] for i in range(len(group))]
-        if any(v != result for v in left_out):
+    stat = effect(group, baseline, paired=paired)
+    result = verdict(stat.low + margin, stat.high + margin, sign)
+    n = len(group)
+    keep = [np.arange(n) != i for i in range(n)] if n >= 3 and (not paired or n == len(baseline)) else []
+    left_out = [float(np.mean(group[k]) - np.mean(baseline[k]) + margin) for k in keep]
+    agreeing = int(np.sum(group - baseline + margin > 0)) if paired else None
+    if result != VERDICTS[2] and keep:
+        side = sign if result == VERDICTS[0] else -sign
+        on_side = int(np.sum(side * (group - baseline + margin) > 0)) if paired else n
+        if any(side * m <= 0 for m in left_out) or on_side < n - 1:
             result = VERDICTS[2]
-    return Decision(stat, result, left_out, paired, log)
+    return Decision(stat, result, left_out, agreeing, paired, log)
 
 
 def environment() -> dict:
@@ -249,7 +256,7 @@ def claim(text: str, paper: str, ours: str, result) -> dict:
     if isinstance(result, Decision):
         s = result.stat
         entry["effect"] = {"mean": s.mean, "low": s.low, "high": s.high, "n": s.n, "paired": result.paired,
-                           "log": result.log, "left_out": result.left_out}
+                           "log": result.log, "left_out_means": result.left_out, "seeds_above_0": result.agreeing}
         result = result.verdict
     if result not in VERDICTS:
         raise ValueError(f"unknown verdict {result!r}")
