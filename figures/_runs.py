@@ -49,14 +49,17 @@ RULE = ("reproduced: the 95% t-interval of the effect (of per-seed differences: 
         "(spreads) are compared as per-seed log-ratios")
 
 
-def parser(doc: str, *, epochs: int | None = EPOCHS, steps: str | None = None) -> argparse.ArgumentParser:
-    """``--quick``, ``--seeds``, ``--out``, and ``--epochs`` (default ``epochs``; None: the script
-    does not train) / ``--steps`` (``steps`` is the help text of a script's ``--steps``)."""
+def parser(doc: str, *, epochs: int | None = EPOCHS, steps: str | None = None,
+           seeds: int = SEEDS) -> argparse.ArgumentParser:
+    """``--quick``, ``--seeds`` (default ``seeds``), ``--out``, and ``--epochs`` (default ``epochs``;
+    None: the script does not train) / ``--steps`` (``steps`` is the help text of a script's
+    ``--steps``)."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="tiny setting for tests: fewer seeds, epochs, examples and points")
     p.add_argument("--seeds", type=int, default=None,
-                   help=f"seeds per configuration, at least 2 (default {SEEDS}, {QUICK_SEEDS} with --quick)")
+                   help=f"seeds per configuration, at least 2 (default {seeds}, {QUICK_SEEDS} with --quick)")
+    p.set_defaults(default_seeds=seeds)
     if epochs:
         p.add_argument("--epochs", type=int, default=None,
                        help=f"training epochs (default {epochs}, {QUICK_EPOCHS} with --quick)")
@@ -76,7 +79,7 @@ def parse(p: argparse.ArgumentParser, argv=None, rule: str = RULE) -> argparse.N
     args, extra = p.parse_known_args(argv)
     if extra:
         raise ValueError(f"{p.prog} does not take {' '.join(extra)}")
-    count = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else SEEDS)
+    count = args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else args.default_seeds)
     if count < 2:
         raise ValueError(f"--seeds must be at least 2 (intervals need two runs), got {count}")
     args.seeds = list(range(count))
@@ -181,7 +184,7 @@ class Decision:
 
         how = "paired by seed" if self.paired else "Welch, unpaired"
         if self.agreeing is not None:
-            how += f", {self.agreeing} of {self.stat.n} seeds > 0"
+            how += f", {self.agreeing} of {self.stat.n} seeds {'with ratio > 1' if self.log else '> 0'}"
         if self.log:
             s = self.stat
             return f"ratio x{math.exp(s.mean):.3g} [x{math.exp(s.low):.3g}, x{math.exp(s.high):.3g}] ({how}, log scale)"
