@@ -18,11 +18,12 @@ VGG19-BN's first layer, 64 filters of 3x3x3 = 27 weights: more filters than dime
 of 2016 pairs (25%) above 0.2 in the baseline. Our first layer is the same case: 32 filters of
 1x3x3 = 9 weights, more filters than dimensions, and a baseline fraction of the same order. It
 is not out of reach by geometry: MMA on 32 free unit vectors in 9 dimensions
-(``analysis.tammes_problem.tammes(32, 9, "mma", steps=2000)``, seeds 0 and 1) reaches minimal
-angles of 79.2 and 79.6 degrees, 0 of the 496 pairs above 0.2 (above arccos 0.2 = 78.5 degrees). The second conv layer (64 filters of 288 weights, fewer filters than
-dimensions, a handful of pairs above 0.2 in the baseline) is shown and reported, not used for the
-verdict. Table 3's claim is decided per layer on MMA minus the best of the other three methods,
-paired by seed; the rule (``figures/_runs.py``) is printed before the runs.
+(``analysis.tammes_problem.tammes(32, 9, "mma", steps=2000)``, seeds 0 and 1) reaches
+minimal angles of 79.2 and 79.6 degrees: 0 of the 496 pairs above 0.2 (arccos 0.2 = 78.5).
+The second conv layer (64 filters of 288 weights, fewer filters than dimensions, a handful of
+pairs above 0.2 in the baseline) is shown and reported, not used for the verdict. Table 3's
+claim is decided per layer on MMA minus the best of the other three methods, paired by seed; the
+rule (``figures/_runs.py``) is printed before the runs.
 """
 from __future__ import annotations
 
