@@ -221,3 +221,24 @@ def test_memorization(out):
     assert text in numbers["claims"][0]["ours"]
     assert fit_epoch({"epoch": [1, 2, 3], "train_acc": [50, 99.5, 100]}, 3) == 2
     assert fit_epoch({"epoch": [1, 2], "train_acc": [50, 60]}, 2) == 3
+
+
+def test_kernel_table_calls_a_verdict_only_where_both_runs_agree(tmp_path):
+    from figures import _kernels
+
+    env = {"torch": "2.x", "cpu_capability": "AVX512", "threads": 1}
+    effect = {"mean": math.log(2), "low": math.log(1.5), "high": math.log(3), "n": 5, "log": True, "paired": True,
+              "left_out_means": [], "seeds_above_0": 5}
+    claims = {"default": ["reproduced", "reproduced"], "avx2": ["reproduced", "inconclusive at this scale"]}
+    for kernel, verdicts in claims.items():
+        (tmp_path / kernel).mkdir()
+        (tmp_path / kernel / "fig.json").write_text(json.dumps({"environment": env, "claims": [
+            {"claim": "A", "ours": "a", "verdict": verdicts[0], "effect": effect},
+            {"claim": "B", "ours": "b" * 300, "verdict": verdicts[1]}]}))
+    (tmp_path / "times.txt").write_text("fig default rc=0 seconds=12 load=1\nfig avx2 rc=0 seconds=15 load=1\n")
+    rows = _kernels.rows(tmp_path / "default", tmp_path / "avx2", _kernels.runtimes(tmp_path / "times.txt"))
+    assert rows[2].split(" | ")[2:8] == ["x2 [x1.5, x3], 5/5 seeds >1", "reproduced", "x2 [x1.5, x3], 5/5 seeds >1",
+                                         "reproduced", "reproduced", "12 s / 15 s |"]
+    last = rows[3].split(" | ")
+    assert last[3] == "reproduced" and last[5] == "inconclusive at this scale"
+    assert last[6].startswith("inconclusive at this scale (the runs disagree") and last[2].endswith("...")
