@@ -121,6 +121,7 @@ def width_claim(base, ref):
 
 
 def main(argv=None) -> int:
+    """Run the figure (command line of ``figures/_runs.py``); 0 on success."""
     from figures.linr_scatter import QUICK_ROUNDS, ROUNDS
     from landscape.plot import plot_1d, plot_comparison
 

@@ -109,6 +109,7 @@ def share_above(per_seed, chosen) -> str:
 
 
 def main(argv=None) -> int:
+    """Run the figure (command line of ``figures/_runs.py``); 0 on success."""
     import numpy as np
 
     from analysis.generalization import plot_accuracy_scatter, plot_refine_sweep

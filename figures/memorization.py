@@ -63,6 +63,7 @@ def fit_epoch(history: dict, epochs: int) -> int:
 
 
 def main(argv=None) -> int:
+    """Run the figure (command line of ``figures/_runs.py``); 0 on success."""
     import numpy as np
 
     from analysis.memorization import KINDS, LABELS, MemorizationRun, memorization_experiment, plot_memorization

@@ -140,6 +140,7 @@ def layer_claims(numbers, layers):
 
 
 def main(argv=None) -> int:
+    """Run the figure (command line of ``figures/_runs.py``); 0 on success."""
     import numpy as np
 
     args = _runs.parse(_runs.parser(__doc__), argv)

@@ -70,6 +70,7 @@ def train_all(args, factors, data):
 
 
 def main(argv=None) -> int:
+    """Run the figure (command line of ``figures/_runs.py``); 0 on success."""
     import matplotlib.pyplot as plt
     import numpy as np
 

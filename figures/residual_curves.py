@@ -33,6 +33,7 @@ PAPER = "ResNet56 CIFAR-10 mean 92.54 (SGD) / 92.78 (Laplace) / 92.74 (Logistic)
 
 
 def main(argv=None) -> int:
+    """Run the figure (command line of ``figures/_runs.py``); 0 on success."""
     import matplotlib.pyplot as plt
     import numpy as np
 

@@ -111,6 +111,7 @@ def figure(cases, angles, optimal, steps, seeds):
 
 
 def main(argv=None) -> int:
+    """Run the figure (command line of ``figures/_runs.py``); 0 on success."""
     from analysis.findings import mean_interval
     from analysis.tammes_problem import MMA_TABLE1, known_optimum
 
