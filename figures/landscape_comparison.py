@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = (99, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures landscape_comparison`
+MEASURED = (163, "2026-12-05, 5 seeds, 2 cores shared with 8 agents")  # full run, `landscape figures landscape_comparison`
 
 POINTS, QUICK_POINTS = 21, 5
 RISE = 1.0  # nats: the 1D basin is where the train loss stays within RISE of the model's

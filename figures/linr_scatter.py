@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = (107, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures linr_scatter`
+MEASURED = (232, "2026-12-05, 5 seeds, 2 cores shared with 8 agents")  # full run, `landscape figures linr_scatter`
 
 ROUNDS, QUICK_ROUNDS = 30, 2
 LR = 1e-3               # the paper's LinRNL and fine-tuning learning rate (Sec. 4.7-4.8)

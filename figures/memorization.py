@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = (46, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures memorization`
+MEASURED = (92, "2026-12-05, 5 seeds, 2 cores shared with 8 agents")  # full run, `landscape figures memorization`
 
 EPOCHS = 100
 FIT = 99.0  # percent training accuracy that counts as fitted

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = (41, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures mma_cosine_matrices`
+MEASURED = (181, "2026-12-05, 5 seeds, 2 cores shared with 8 agents")  # full run, `landscape figures mma_cosine_matrices`
 
 THRESHOLD = 0.2
 # label -> (run name, regularizer specs): the paper's Table 3 coefficients

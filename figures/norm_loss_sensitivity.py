@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = (104, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures norm_loss_sensitivity`
+MEASURED = (326, "2026-12-05, 5 seeds, 2 cores shared with 8 agents")  # full run, `landscape figures norm_loss_sensitivity`
 
 FACTORS, QUICK_FACTORS = (1e-4, 1e-3, 1e-2, 1e-1), (1e-3, 1e-1)
 LR, MOMENTUM, BATCH, GAMMA = 0.1, 0.9, 64, 0.2

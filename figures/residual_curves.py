@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = (53, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures residual_curves`
+MEASURED = (143, "2026-12-05, 5 seeds, 2 cores shared with 8 agents")  # full run, `landscape figures residual_curves`
 
 # name -> regularizer spec; "residual:0" has zero diffusivity: the plain squared error (the SGD baseline)
 RUNS = {"SGD (squared error)": "residual:0", "Laplace": "residual:1:schedule=laplace,b=0.2",
