@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from figures import _runs  # noqa: E402
 
 
-def effect_text(claim: dict, width: int = 170) -> str:
+def effect_text(claim: dict, width: int = 260) -> str:
     """The claim's effect with its interval (a ratio for log-scale effects), else its shortened text."""
     e = claim.get("effect")
     if not e:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = (932, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures tammes_table`
+MEASURED = (313, "2026-12-05, 3 seeds, 2 cores shared with 8 agents")  # full run, `landscape figures tammes_table`
 
 STEPS, QUICK_STEPS = 2000, 300
 SEEDS = 3
