@@ -2,10 +2,11 @@
 loss) of a CNN trained on the plain squared error (SGD) and with adaptive residual smoothing under
 the Laplace and the Logistic annealing (global + local scheme), the paper's protocol: SGD,
 momentum 0.9, weight decay 1e-4, learning rate 0.1 dropped to 0.001 at 75% of the epochs (where
-the annealing peaks, mu = 0.75); 3 seeds each. Writes ``residual_curves.png`` and
+the annealing peaks, mu = 0.75); 5 seeds each, the same seeds for every variant, so the
+comparisons are paired by seed (rule in ``figures/_runs.py``, printed before the run). Writes ``residual_curves.png`` and
 ``residual_curves.json`` into ``--out``.
 
-    python figures/residual_curves.py            # 3 variants x 3 seeds x 40 epochs
+    python figures/residual_curves.py            # 3 variants x 5 seeds x 40 epochs
     python figures/residual_curves.py --quick    # 2 seeds, 2 epochs (tests)
 
 Regime (``figures/_runs.py``): 300 training digits, where the CNN overfits and the final test
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from figures import _runs  # noqa: E402
 
-MEASURED = (53, "2026-12-02, 2 cores shared with 4 other agents")  # full run, `landscape figures residual_curves`
+MEASURED = (143, "2026-12-05, 5 seeds, 2 cores shared with 8 agents")  # full run, `landscape figures residual_curves`
 
 # name -> regularizer spec; "residual:0" has zero diffusivity: the plain squared error (the SGD baseline)
 RUNS = {"SGD (squared error)": "residual:0", "Laplace": "residual:1:schedule=laplace,b=0.2",
@@ -32,6 +33,7 @@ PAPER = "ResNet56 CIFAR-10 mean 92.54 (SGD) / 92.78 (Laplace) / 92.74 (Logistic)
 
 
 def main(argv=None) -> int:
+    """Run the figure (command line of ``figures/_runs.py``); 0 on success."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -42,8 +44,8 @@ def main(argv=None) -> int:
     drop = max(1, round(0.75 * args.epochs))
     histories = {name: [] for name in RUNS}
     for i, (name, spec) in enumerate(RUNS.items()):
-        for seed in args.seeds:
-            print(f"[{i * len(args.seeds) + seed + 1}/{len(RUNS) * len(args.seeds)}] {name}, seed {seed}", flush=True)
+        for j, seed in enumerate(args.seeds):
+            print(f"[{i * len(args.seeds) + j + 1}/{len(RUNS) * len(args.seeds)}] {name}, seed {seed}", flush=True)
             folder = _runs.train(args.out, f"residual-{name.split()[0].lower()}", seed=seed, epochs=args.epochs,
                                  data=data, reg=[spec], lr=LR, weight_decay=WEIGHT_DECAY, schedule="multistep",
                                  schedule_options={"milestones": [drop], "gamma": DROP})
@@ -72,12 +74,12 @@ def main(argv=None) -> int:
     base_name = next(iter(RUNS))
     claims, numbers = [], {"epochs": args.epochs, "drop_after_epoch": drop, "seeds": args.seeds}
     for name in list(RUNS)[1:]:
-        e = _runs.effect(final[name], final[base_name])
+        e = _runs.decide(final[name], final[base_name], +1)
         claims.append(_runs.claim(f"residual smoothing with {name} annealing generalizes better than SGD on the "
                                   "squared error: higher final validation accuracy (Table 3, Figs. 5-6)", PAPER,
                                   f"final test acc {_runs.mean_text(final[base_name], '%')} (SGD) -> "
                                   f"{_runs.mean_text(final[name], '%')} ({name}); difference "
-                                  f"{_runs.fmt(e, ' points')}", _runs.verdict(e.low, e.high, +1)))
+                                  f"{e.text(' points')}", e))
     for name, runs in histories.items():
         numbers[name] = {key: [h[key][-1] for h in runs] for key in ("train_loss", "test_loss", "test_acc")}
         numbers[name]["test_loss_before_drop"] = [h["test_loss"][drop - 1] for h in runs]

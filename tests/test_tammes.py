@@ -1,4 +1,5 @@
 """Tammes solver against known optima (degrees), the table, its figure script."""
+import json
 import math
 import runpy
 from pathlib import Path
@@ -80,5 +81,13 @@ def test_figure_script_quick(tmp_path):
     assert main(["--quick", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "tammes_table.md").read_text()
     assert "| 3 | 6 | 90.0 |" in text
-    assert (tmp_path / "tammes_table.png").stat().st_size > 10_000
+    assert (tmp_path / "tammes_table.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((tmp_path / "tammes_table.json").read_text())
+    assert saved["cases"] == [[3, 4], [3, 6], [4, 5]] and saved["seeds"] == [0, 1] and saved["steps"] == 300
+    # every stored angle equals an independent solve with the same seed and steps
+    assert saved["angles"]["riesz"][2][1] == tammes(5, 4, "riesz", steps=300, seed=1).min_angle
+    # the regular simplex (n = d + 1): every energy reaches arccos(-1/d)
+    for loss in ("mma", "cosine", "riesz", "log"):
+        assert saved["angles"][loss][0] == pytest.approx([109.4712] * 2, abs=0.5)
+        assert saved["angles"][loss][2] == pytest.approx([math.degrees(math.acos(-1 / 4))] * 2, abs=0.5)
     plt.close("all")
