@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from analysis.summary import from_run
     from analysis.sweep import SweepEntry, initial_model, markdown_table, sweep
 
-    args = _runs.parse(_runs.parser(__doc__), argv)
+    args = _runs.parse(_runs.parser(__doc__, seeds=3), argv)
     data = _runs.subset_data(args.out, args.quick)
     configs = configurations(args.quick)
     entries, step = [], 0
