@@ -187,7 +187,7 @@ class Stream:
             yield self.hooks.split(batch)
 
 
-Source = Union[Tensors, Stream]
+DataSource = Union[Tensors, Stream]  # in-memory (inputs, targets) tensors, or a stream of batches
 
 
 def _is_pair(obj) -> bool:
@@ -195,7 +195,7 @@ def _is_pair(obj) -> bool:
             and all(torch.is_tensor(v) or isinstance(v, np.ndarray) for v in obj))
 
 
-def as_source(obj, hooks: BatchHooks = DEFAULT_HOOKS) -> Source:
+def as_source(obj, hooks: BatchHooks = DEFAULT_HOOKS) -> DataSource:
     """One split's data as a staged :class:`Tensors` or a streamed :class:`Stream`.
 
     Raises:
@@ -238,7 +238,7 @@ def data_splits(data, hooks: BatchHooks = DEFAULT_HOOKS) -> dict:
     return {"train": as_source(data, hooks)}
 
 
-def split_source(data, split: str, hooks: BatchHooks = DEFAULT_HOOKS) -> Source:
+def split_source(data, split: str, hooks: BatchHooks = DEFAULT_HOOKS) -> DataSource:
     """The source of one split; a one-line ValueError naming the splits there are."""
     splits = data_splits(data, hooks)
     if split not in splits:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .base import Regularizer
 
-SCHEDULES = ("laplace", "logistic", "none")
+ANNEALING_SCHEDULES = ("laplace", "logistic", "none")
 
 
 def annealing(t: float, mu: float = 0.75, b: float = 0.2, schedule: str = "laplace") -> float:
@@ -39,7 +39,7 @@ def annealing(t: float, mu: float = 0.75, b: float = 0.2, schedule: str = "lapla
         return 1.0 / math.cosh((t - mu) / (2 * b)) ** 2
     if schedule == "none":
         return 1.0
-    raise ValueError(f"unknown annealing schedule {schedule!r}; choose one of {SCHEDULES}")
+    raise ValueError(f"unknown annealing schedule {schedule!r}; choose one of {ANNEALING_SCHEDULES}")
 
 
 def diffusivity(residual: torch.Tensor, s: float, alpha: float, eps: float = 1e-8) -> torch.Tensor:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from . import common
 
-SCHEDULES = ("constant", "step", "multistep", "cosine", "cosine_restarts")  # = regularizers.train.SCHEDULES
+LR_SCHEDULES = ("constant", "step", "multistep", "cosine", "cosine_restarts")  # = regularizers.train.LR_SCHEDULES
 
 HELP = "train a model (per-epoch checkpoints, history.json, model.pt) with optional regularizers"
 
@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd)")
     p.add_argument("--weight-decay", type=nonnegative_float, default=0.0,
                    help="the optimizer's L2 weight decay coefficient")
-    p.add_argument("--schedule", default="constant", choices=SCHEDULES,
+    p.add_argument("--schedule", default="constant", choices=LR_SCHEDULES,
                    help="learning-rate schedule, stepped once per epoch")
     p.add_argument("--step-size", type=positive_int, default=30, help="epochs between decays (step)")
     p.add_argument("--milestones", type=positive_int, nargs="*", default=(),
