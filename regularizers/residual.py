@@ -92,9 +92,11 @@ class ResidualSmoothing(Regularizer):
         self.s = self.coefficient * annealing(0.0, mu, b, schedule)  # also checks the name
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Set this epoch's annealed coefficient (``epoch`` counts from 0 of ``epochs``)."""
         self.s = self.coefficient * annealing(epoch / epochs, self.mu, self.b, self.schedule)
 
     def loss(self, model, x, y, criterion):
+        """The residual-smoothing loss of the batch's logits at this epoch's ``s`` (replaces ``criterion``; a scalar)."""
         return residual_smoothing_loss(model(x), y, self.s, self.alpha)
 
     def __repr__(self) -> str:

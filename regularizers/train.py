@@ -80,6 +80,7 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
     def state_dict(self) -> dict:
+        """The stopper's state for a checkpoint (best value, epoch and weights, patience count)."""
         return {k: getattr(self, k) for k in ("patience", "monitor", "best_value", "best_epoch",
                                                "bad_epochs", "best_state")}
 
@@ -180,9 +181,15 @@ def check_settings(*, epochs: int, batch_size: int, lr: float, momentum: float, 
     """Refuse training settings that cannot work, with a one-line ValueError naming the argument.
 
     Args:
-        epochs, batch_size, eval_batch_size, patience: integers >= 1 (``patience`` may be None).
-        lr: a finite number > 0; ``momentum``: in [0, 1); ``weight_decay``: finite, >= 0.
-        monitor: ``"error"`` or ``"loss"``; ``val_fraction``: in (0, 1).
+        epochs: an integer >= 1.
+        batch_size: examples per training step, an integer >= 1.
+        lr: the learning rate, a finite number > 0.
+        momentum: in [0, 1).
+        weight_decay: finite, >= 0.
+        patience: epochs without improvement before stopping, an integer >= 1, or None.
+        monitor: ``"error"`` or ``"loss"``.
+        val_fraction: in (0, 1).
+        eval_batch_size: examples per evaluation forward pass, an integer >= 1.
     """
     def whole(name, value, allow_none=False):
         if value is None and allow_none:
@@ -414,19 +421,32 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
         model: any classifier ``(batch, *input) -> (batch, num_classes)`` logits.
         data: a :class:`regularizers.data.Dataset`; the whole split is staged on ``device``.
         epochs: the maximum number of epochs.
-        schedule: one of ``LR_SCHEDULES``; ``schedule_options`` holds ``step_size``,
-            ``milestones``, ``gamma``, ``t0``, ``t_mult`` (see :func:`make_scheduler`).
+        batch_size: examples per training step.
+        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"`` (:func:`make_optimizer`).
+        lr: the initial learning rate.
+        momentum: SGD momentum (unused by Adam/AdamW).
+        weight_decay: the optimizer's weight decay (L2 term; AdamW: decoupled).
+        nesterov: Nesterov momentum (SGD).
+        schedule: one of ``LR_SCHEDULES``.
+        schedule_options: ``step_size``, ``milestones``, ``gamma``, ``t0``, ``t_mult`` (see :func:`make_scheduler`).
         regularizers: objects following :mod:`regularizers.base`.
         augment: pad-4 random crop + horizontal flip on image batches.
         patience: early stopping on a validation split of ``val_fraction`` of the training data
             (taken out of training); ``None`` trains for all ``epochs``.
+        monitor: what early stopping watches: validation ``"error"`` or ``"loss"``.
+        val_fraction: the validation share of the training data (with ``patience``).
+        seed: seeds the batch order, augmentation and validation split.
+        device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``, or a ``torch.device``.
         out: run folder for checkpoints and history, locked while training (:class:`RunLock`).
             An existing run made with the same settings continues from its last checkpoint
             (with ``resume``; without, it starts over); one made with other settings is
             refused with a one-line diff before anything is written.
         config: items recorded in ``out/config.json`` with the training settings (how to
             rebuild model and data, see :func:`complete_config`); they are part of the settings.
+        resume: continue an existing run of the same settings (False: start it over).
         overwrite: replace a run made with other settings (its run files are removed first).
+        progress: print one line per epoch.
+        eval_batch_size: examples per evaluation forward pass.
 
     Returns:
         :class:`FitResult`; the model holds the final (or, with early stopping, the best) weights.

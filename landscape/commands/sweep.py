@@ -27,6 +27,7 @@ def odd_points(text: str) -> int:
 
 
 def add_arguments(p) -> None:
+    """Add the flags of ``landscape sweep`` to the argparse parser ``p``."""
     p.add_argument("runs", nargs="*", metavar="RUN_FOLDER", help="run folders written by `landscape train`")
     p.add_argument("--models-file", type=Path, default=None,
                    help="text file, one model per line: --model SPEC --checkpoint FILE --data SPEC "
@@ -99,6 +100,7 @@ def file_entries(args) -> list:
 
 
 def run(args) -> int:
+    """Run ``landscape sweep`` with the parsed flags ``args``; returns the exit status (0: done)."""
     from analysis.measures import MeasureSettings
     from analysis.sweep import entries_from_runs, sweep, table_text
     from regularizers.evaluation import resolve_device

@@ -9,6 +9,7 @@ HELP = "train a model (per-epoch checkpoints, history.json, model.pt) with optio
 
 
 def add_arguments(p) -> None:
+    """Add the flags of ``landscape train`` to the argparse parser ``p``."""
     from .common import nonnegative_float, number, positive_float, positive_int, seed_int
 
     common.add_model_arguments(p, checkpoint=False)
@@ -55,6 +56,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """Run ``landscape train`` with the parsed flags ``args``; returns the exit status (0: done)."""
     from regularizers.train import train_run
 
     if args.list_models or args.list_regularizers:
