@@ -16,6 +16,7 @@ same command continues (``tests/test_kill.py``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -431,19 +432,15 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
         schedule_options: ``step_size``, ``milestones``, ``gamma``, ``t0``, ``t_mult`` (see :func:`make_scheduler`).
         regularizers: objects following :mod:`regularizers.base`.
         augment: pad-4 random crop + horizontal flip on image batches.
-        patience: early stopping on a validation split of ``val_fraction`` of the training data
-            (taken out of training); ``None`` trains for all ``epochs``.
+        patience: early stopping after this many epochs without improvement; None: all ``epochs``.
         monitor: what early stopping watches: validation ``"error"`` or ``"loss"``.
-        val_fraction: the validation share of the training data (with ``patience``).
+        val_fraction: the validation share, taken out of the training data (with ``patience``).
         seed: seeds the batch order, augmentation and validation split.
         device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``, or a ``torch.device``.
         out: run folder for checkpoints and history, locked while training (:class:`RunLock`).
-            An existing run made with the same settings continues from its last checkpoint
-            (with ``resume``; without, it starts over); one made with other settings is
-            refused with a one-line diff before anything is written.
-        config: items recorded in ``out/config.json`` with the training settings (how to
-            rebuild model and data, see :func:`complete_config`); they are part of the settings.
-        resume: continue an existing run of the same settings (False: start it over).
+            A run made with other settings is refused with a one-line diff before anything is written.
+        config: items recorded in ``out/config.json`` and compared like settings (how to rebuild model and data).
+        resume: continue a run of the same settings from its last checkpoint (False: start over).
         overwrite: replace a run made with other settings (its run files are removed first).
         progress: print one line per epoch.
         eval_batch_size: examples per evaluation forward pass.
@@ -452,30 +449,35 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
         :class:`FitResult`; the model holds the final (or, with early stopping, the best) weights.
 
     Raises:
-        ValueError: bad settings or data (:func:`check_settings`, :func:`check_data`), a run
-            folder of other settings, a folder another process trains into, a refused checkpoint.
+        ValueError: bad settings or data (:func:`check_settings`, :func:`check_data`), a run folder
+            of other settings or in use by another process, a refused checkpoint.
     """
     check_settings(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                    weight_decay=weight_decay, patience=patience, monitor=monitor,
                    val_fraction=val_fraction, eval_batch_size=eval_batch_size)
     regs = check_regularizers(regularizers)
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    model.to(device)
-    check_data(model, data, device)
+    device = _stage_model(model, data, device)
     settings = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
                     nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
                     schedule_options=schedule_options_of(schedule_options), augment=augment, patience=patience,
                     monitor=monitor, val_fraction=val_fraction if patience else None, seed=seed)
     wanted = _settings(config, model, data, **settings) if out is not None else None
     parts = _training_parts(model, regs, settings)
-    if out is None:
-        return _fit_epochs(model, data, *parts, regs, None, device=device,
-                           progress=progress, eval_batch_size=eval_batch_size, **settings)
-    out = _make_run_folder(out)
-    with RunLock(out):
-        _bind_run_folder(out, wanted, data, overwrite=overwrite, resume=resume)
+    out = _make_run_folder(out) if out is not None else None
+    with RunLock(out) if out is not None else contextlib.nullcontext():
+        if out is not None:
+            _bind_run_folder(out, wanted, data, overwrite=overwrite, resume=resume)
         return _fit_epochs(model, data, *parts, regs, out, device=device,
                            progress=progress, eval_batch_size=eval_batch_size, **settings)
+
+
+def _stage_model(model: nn.Module, data: Dataset, device) -> torch.device:
+    """The resolved ``device`` (``"auto"``: cuda when present), with ``model`` moved there and the
+    data checked against it (:func:`check_data`)."""
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    model.to(device)
+    check_data(model, data, device)
+    return device
 
 
 def _training_parts(model: nn.Module, regs: list, settings: dict) -> tuple:
