@@ -223,7 +223,7 @@ def check_inputs(model: nn.Module, data, spec: str, output=None) -> None:
         model.train(was_training)
     try:
         logits = select_output(outputs, output)
-    except (KeyError, IndexError, AttributeError, TypeError, ValueError) as error:
+    except (KeyError, IndexError, AttributeError, TypeError) as error:
         raise ValueError(f"model {spec}: output {output!r} does not select its predictions from a "
                          f"{type(outputs).__name__} ({type(error).__name__}: {error})") from None
     if not torch.is_tensor(logits) or logits.dim() != 2 or logits.shape[0] != 2 or logits.shape[1] < data.num_classes:

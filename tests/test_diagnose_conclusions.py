@@ -163,5 +163,6 @@ def test_a_shape_the_model_rejects_and_labels_out_of_range_are_one_line(six, tmp
 
 @pytest.mark.parametrize("value", ["nan", "-1", "0", "inf"])
 def test_basin_rise_is_checked_at_parse_time(value, capsys):
-    assert main(["diagnose", "--basin-rise", value, "--model", "cnn"]) == 2  # argparse refused it: nothing ran
-    assert "argument --basin-rise" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["diagnose", "--basin-rise", value, "--model", "cnn"])
+    assert stop.value.code == 2 and "--basin-rise" in capsys.readouterr().err
