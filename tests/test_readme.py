@@ -29,6 +29,7 @@ README = (ROOT / "README.md").read_text()
 NOT_RUN = {   # the start of a command line -> why this test does not run it
     "make demo": "the demo itself: run by CI and by tests/test_demo.py",
     "make test": "the whole test suite, this test included",
+    "make bench": "every benchmark, minutes by design (run_all.py)",
     "srun ": "needs a SLURM cluster (documented as not tested)",
     ".venv/bin/python benchmarks/": "benchmarks take minutes by design (make bench)",
 }
