@@ -162,7 +162,8 @@ def conclusion(ranking: Mapping[str, Ranking], runs: int, confidence: float = 0.
     if kinds["no"]:
         parts.append(f"{verb(kinds['no'], 'does', 'do')} not (interval holds 0)")
     if kinds["unranked"]:
-        parts.append(f"{verb(kinds['unranked'], 'is', 'are')} not ranked (censored or undefined values)")
+        parts.append(f"{verb(kinds['unranked'], 'is', 'are')} not ranked "
+                     "(a censored or undefined value, or no bootstrap interval)")
     text = "; ".join(parts) + "."
     return text[0].upper() + text[1:]
 
