@@ -200,8 +200,11 @@ def spearman_interval(x: Sequence[float], y: Sequence[float], confidence: float 
     """Spearman's rho of the pairs where both values are finite, with a Fisher-z interval.
 
     Args:
-        x, y: one value per run, paired by position.
+        x: one value per run (the measure).
+        y: one value per run, paired with ``x`` by position.
         confidence: coverage of the interval.
+        metric: the name of ``x``, carried into the result.
+        target: the name of ``y``, carried into the result.
 
     Returns:
         :class:`Correlation` (NaN rho with fewer than 3 pairs or a constant side; NaN bounds

@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import matplotlib.pyplot as plt
 import numpy as np
 
-HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
+REQUIRED_HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 HistorySource = Union[Mapping, str, Path]
 
 
@@ -31,10 +31,10 @@ def load_history(source: HistorySource) -> Dict[str, np.ndarray]:
         if not path.is_file():
             raise FileNotFoundError(f"no history file at {path}")
         source = json.loads(path.read_text())
-    missing = [k for k in HISTORY_KEYS if k not in source]
+    missing = [k for k in REQUIRED_HISTORY_KEYS if k not in source]
     if missing:
         raise ValueError(f"history lacks {', '.join(missing)}")
-    history = {k: np.asarray(source[k], dtype=float) for k in (*HISTORY_KEYS, "lr") if k in source}
+    history = {k: np.asarray(source[k], dtype=float) for k in (*REQUIRED_HISTORY_KEYS, "lr") if k in source}
     if len({len(v) for v in history.values()}) > 1:
         raise ValueError("history lists have different lengths")
     return history

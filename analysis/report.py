@@ -408,9 +408,10 @@ def diagnose(runs: Sequence = (), out=None, surface: bool = True, *,
         models: models trained elsewhere, from :func:`from_checkpoint`.
         groups: ``{group: [run folder or model name, ...]}``; the rest is grouped by seed.
         baseline: the group the others are compared against (default: the first).
-        quick: the small :data:`QUICK` settings; other keywords set :class:`Settings` fields
-            (``output``, ``precision``, ``basin_rise``, ``samples``, ...).
+        quick: the small :data:`QUICK` settings.
         device: where the numbers are computed.
+        progress: print what is being computed.
+        **settings: :class:`Settings` fields (``output``, ``precision``, ``basin_rise``, ``samples``, ...).
 
     Returns:
         The path of ``report.html``; ``summary.json`` lies beside it. Both are written once the

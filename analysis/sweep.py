@@ -153,7 +153,7 @@ def conclusion(ranking: Mapping[str, Ranking], runs: int, confidence: float = 0.
     kinds = {k: [m for m, r in ranking.items() if tracking(r) == k] for k in ("tracks", "inverse", "no", "unranked")}
 
     def verb(names, one, many):
-        return f"{', '.join(names) or 'no measure'} {one if len(names) == 1 else many}"
+        return f"{', '.join(names) or 'no measure'} {one if len(names) <= 1 else many}"  # no measure tracks
 
     parts = [f"over these {runs} runs, {verb(kinds['tracks'], 'tracks', 'track')} the generalization gap "
              f"(the {confidence:.0%} bootstrap interval of Kendall's tau lies above 0)"]
@@ -162,7 +162,8 @@ def conclusion(ranking: Mapping[str, Ranking], runs: int, confidence: float = 0.
     if kinds["no"]:
         parts.append(f"{verb(kinds['no'], 'does', 'do')} not (interval holds 0)")
     if kinds["unranked"]:
-        parts.append(f"{verb(kinds['unranked'], 'is', 'are')} not ranked (censored or undefined values)")
+        parts.append(f"{verb(kinds['unranked'], 'is', 'are')} not ranked "
+                     "(a censored or undefined value, or no bootstrap interval)")
     text = "; ".join(parts) + "."
     return text[0].upper() + text[1:]
 

@@ -60,6 +60,7 @@ class Parser(argparse.ArgumentParser):
     --flag: reason``, with exit status 2 (argparse prints the usage too); subcommands inherit it."""
 
     def error(self, message):
+        """Print ``message`` in one line with a pointer to ``--help`` and exit with status 2."""
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 

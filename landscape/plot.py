@@ -39,7 +39,7 @@ VALUE_KEYS = ("train_loss", "train_acc", "test_loss", "test_acc")
 KINDS_2D = ("contour", "filled", "heatmap", "surface3d")
 MISSING = -1.0  # the de facto "not computed yet" marker
 
-Grid = Tuple[np.ndarray, np.ndarray, np.ndarray]  # (x (nx,), y (ny,), values (ny, nx))
+GridValues = Tuple[np.ndarray, np.ndarray, np.ndarray]  # (x (nx,), y (ny,), values (ny, nx))
 
 
 # ----------------------------------------------------------------------------- values, scales
@@ -123,7 +123,7 @@ def _new_figure(**kwargs) -> Figure:
     return fig
 
 
-def _check_grid(x, y, values) -> Grid:
+def _check_grid(x, y, values) -> GridValues:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     values = np.asarray(values, dtype=float)
     if values.shape != (y.size, x.size):
@@ -294,7 +294,7 @@ def plot_surface3d(x, y, values, *, vmin=None, vmax=None, log: bool = False, lab
 
 
 # ----------------------------------------------------------------------------- composites
-def plot_trajectory(path, explained_variance, surface: Optional[Grid] = None, *, vmin=None,
+def plot_trajectory(path, explained_variance, surface: Optional[GridValues] = None, *, vmin=None,
                     vmax=None, vlevel=None, log: bool = False, label: str = "loss",
                     title: Optional[str] = None) -> Figure:
     """An optimization path projected on two PCA directions, over the surface's contours.
@@ -358,7 +358,7 @@ def plot_slices(x, y, z, values, *, n_slices: int = 9, vmin=None, vmax=None, log
     return fig
 
 
-def plot_comparison(surfaces: Mapping[str, Grid], *, kind: str = "filled", vmin=None, vmax=None,
+def plot_comparison(surfaces: Mapping[str, GridValues], *, kind: str = "filled", vmin=None, vmax=None,
                     vlevel=None, log: bool = False, label: str = "loss") -> Figure:
     """Surfaces side by side on one colour scale and the same contour levels.
 

@@ -142,6 +142,7 @@ class Orthogonal(WeightPenalty):
         self.options = {"normalize": bool(normalize)}
 
     def penalty(self, model):
+        """The orthogonality penalty summed over the model's layers (a scalar tensor)."""
         return 0.5 * super().penalty(model)
 
 

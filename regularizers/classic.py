@@ -57,6 +57,7 @@ class LabelSmoothing(Regularizer):
             raise ValueError(f"label_smoothing must be in [0, 1], got {self.coefficient}")
 
     def criterion(self, base):
+        """Cross-entropy with label smoothing ``coefficient`` in place of ``base``."""
         return partial(F.cross_entropy, label_smoothing=self.coefficient)
 
 
@@ -77,6 +78,7 @@ class Mixup(Regularizer):
         _coefficient(self, coefficient)
 
     def loss(self, model, x, y, criterion):
+        """The mixup loss: ``criterion`` on a convex mix of two examples, weighted like their labels."""
         lam = torch.distributions.Beta(self.coefficient, self.coefficient).sample().item()
         perm = torch.randperm(len(x), device=x.device)
         return _mixed_loss(criterion, model(torch.lerp(x[perm], x, lam)), y, perm, lam)
@@ -94,6 +96,7 @@ class CutMix(Regularizer):
         _coefficient(self, coefficient)
 
     def loss(self, model, x, y, criterion):
+        """The CutMix loss: ``criterion`` on images with a pasted patch, labels weighted by its area."""
         _images(x, "cutmix")
         lam = torch.distributions.Beta(self.coefficient, self.coefficient).sample().item()
         h, w = x.shape[2:]
@@ -120,6 +123,7 @@ class Cutout(Regularizer):
         _coefficient(self, coefficient)
 
     def transform(self, x, y):
+        """``(inputs, targets)`` with one random square of each image zeroed."""
         _images(x, "cutout")
         b, _, h, w = x.shape
 
@@ -222,6 +226,7 @@ class RandAugment(Regularizer):
         self.n = int(n)
 
     def transform(self, x, y):
+        """``(inputs, targets)`` with RandAugment's random operations applied per image."""
         return randaugment(x, self.n, self.coefficient), y
 
     def __repr__(self) -> str:

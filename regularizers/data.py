@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+SPLITS = ("train", "test")  # the data splits, in the order surfaces and reports list them
 DIGITS_TEST_FRACTION = 0.25
 NORMALIZATIONS = ("none", "standardize", "MEAN,STD")
 MAX_CLASSES = 1_000_000  # a larger class count is a mistake, not a classifier (its output layer alone)
@@ -65,8 +66,8 @@ class Dataset:
 
     @property
     def splits(self) -> Tuple[str, ...]:
-        """``("train", "test")``, or ``("train",)`` for data with one split."""
-        return ("train", "test") if self.x_test is not None else ("train",)
+        """``SPLITS`` (train, test), or ``("train",)`` for data with one split."""
+        return SPLITS if self.x_test is not None else SPLITS[:1]
 
 
 # ----------------------------------------------------------------------------------- loading

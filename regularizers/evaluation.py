@@ -171,6 +171,7 @@ class Tensors:
         return len(self.x)
 
     def batches(self, batch_size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+        """``(inputs, targets)`` slices of at most ``batch_size`` examples, in order."""
         for start in range(0, len(self.x), batch_size):
             yield self.x[start:start + batch_size], self.y[start:start + batch_size]
 
@@ -183,11 +184,12 @@ class Stream:
     hooks: BatchHooks = DEFAULT_HOOKS
 
     def batches(self, batch_size: Optional[int] = None) -> Iterator[Tuple[Any, Any]]:
+        """The stream's batches as ``(inputs, targets)`` (``batch_size`` is ignored: the stream's own)."""
         for batch in self.batches_of:
             yield self.hooks.split(batch)
 
 
-Source = Union[Tensors, Stream]
+DataSource = Union[Tensors, Stream]  # in-memory (inputs, targets) tensors, or a stream of batches
 
 
 def _is_pair(obj) -> bool:
@@ -195,7 +197,7 @@ def _is_pair(obj) -> bool:
             and all(torch.is_tensor(v) or isinstance(v, np.ndarray) for v in obj))
 
 
-def as_source(obj, hooks: BatchHooks = DEFAULT_HOOKS) -> Source:
+def as_source(obj, hooks: BatchHooks = DEFAULT_HOOKS) -> DataSource:
     """One split's data as a staged :class:`Tensors` or a streamed :class:`Stream`.
 
     Raises:
@@ -238,7 +240,7 @@ def data_splits(data, hooks: BatchHooks = DEFAULT_HOOKS) -> dict:
     return {"train": as_source(data, hooks)}
 
 
-def split_source(data, split: str, hooks: BatchHooks = DEFAULT_HOOKS) -> Source:
+def split_source(data, split: str, hooks: BatchHooks = DEFAULT_HOOKS) -> DataSource:
     """The source of one split; a one-line ValueError naming the splits there are."""
     splits = data_splits(data, hooks)
     if split not in splits:
@@ -359,11 +361,14 @@ def evaluate(model: nn.Module, data, *, split: str = "train", loss="crossentropy
 
     Args:
         model: any ``nn.Module``; its train/eval flags are restored afterwards.
-        data: any accepted form (module docstring); ``split`` picks one of its splits.
+        data: any accepted form (module docstring).
+        split: which of its splits (``"train"`` or ``"test"``).
         loss: a name or callable (:func:`resolve_loss`).
         output: selector of the predictions when the model returns a dict/tuple.
         batch_size: examples per forward pass for staged tensors (a stream keeps its batches).
         device: where to run (default: the model's device).
+        accuracy: count correct predictions (False: accuracy is NaN, for non-class targets).
+        hooks: how a batch splits into model inputs and targets (:class:`BatchHooks`).
 
     Returns:
         ``(mean loss over all examples, accuracy in percent)``; accuracy is NaN when it means

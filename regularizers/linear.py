@@ -113,6 +113,7 @@ class LinR(Regularizer):
         self.options = options
 
     def loss(self, model, x, y, criterion):
+        """``criterion`` on the batch plus the LinR penalty on interpolated inputs (a scalar tensor)."""
         logits = model(x)
         reg = self.coefficient * linr_loss(model, x, logits=logits, **self.options)
         return criterion(logits, y) + reg if self.labels else reg

@@ -96,6 +96,7 @@ class VGG(nn.Module):
         _he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 3, H, W)`` images -> ``(batch, num_classes)`` logits."""
         return self.classifier(self.fc(self.features(x)))
 
 
@@ -118,6 +119,7 @@ class StochasticDepth(nn.Module):
         self.p, self.mode = p, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Training: ``x`` zeroed with probability ``p`` per example (row) or batch (batch); eval: ``x * (1 - p)``."""
         if self.p == 0.0:
             return x
         if not self.training:
@@ -126,6 +128,7 @@ class StochasticDepth(nn.Module):
         return x * torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
 
     def extra_repr(self) -> str:
+        """The drop probability, shown by ``print(model)``."""
         return f"p={self.p}, mode={self.mode!r}"
 
 
@@ -137,6 +140,7 @@ class PadShortcut(nn.Module):
         self.extra, self.stride = cout - cin, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, C, H, W)`` -> ``(batch, C_out, H/stride, W/stride)``: subsampled, channels zero-padded."""
         return F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, 0, self.extra))
 
 
@@ -163,6 +167,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, C, H, W)`` -> block output (two 3x3 convs plus the shortcut), ``(batch, C_out, H/stride, W/stride)``."""
         out = self.branch(x)
         return F.relu(out if self.shortcut is None else out + self.shortcut(x))
 
@@ -201,6 +206,7 @@ class CifarResNet(nn.Module):
         _he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 3, 32, 32)`` images -> ``(batch, num_classes)`` logits."""
         return self.fc(self.pool(self.blocks(self.stem(x))))
 
 
@@ -219,6 +225,7 @@ class WideBlock(nn.Module):
         self.project = None if stride == 1 and cin == cout else nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, C, H, W)`` -> pre-activation wide block output ``(batch, C_out, H/stride, W/stride)``."""
         act = self.pre(x)
         return self.branch(act) + (x if self.project is None else self.project(act))
 
@@ -244,6 +251,7 @@ class WideResNet(nn.Module):
         _he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 3, 32, 32)`` images -> ``(batch, num_classes)`` logits."""
         return self.fc(self.pool(self.blocks(self.stem(x))))
 
 
@@ -261,6 +269,7 @@ class DenseLayer(nn.Module):
             nn.BatchNorm2d(4 * growth), nn.ReLU(inplace=True), _conv3x3(4 * growth, growth), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, C, H, W)`` -> ``(batch, C + growth, H, W)``: the input with the new features appended."""
         return torch.cat([x, self.body(x)], dim=1)
 
 
@@ -290,6 +299,7 @@ class DenseNetBC(nn.Module):
         _he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 3, 32, 32)`` images -> ``(batch, num_classes)`` logits."""
         return self.fc(self.features(x))
 
 
@@ -315,6 +325,7 @@ class AlexNet(nn.Module):
         _he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 3, 32, 32)`` images -> ``(batch, num_classes)`` logits."""
         return self.classifier(self.features(x))
 
 
@@ -336,6 +347,7 @@ class SmallCNN(nn.Module):
         _he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, C, H, W)`` images -> ``(batch, num_classes)`` logits."""
         return self.classifier(self.features(x))
 
 
@@ -361,6 +373,7 @@ class MLP(nn.Module):
         self.classifier = nn.Linear(c, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, ...)`` inputs, flattened -> ``(batch, num_classes)`` logits."""
         return self.classifier(self.body(x))
 
 

@@ -41,6 +41,7 @@ class WeightPenalty(Regularizer):
         self.options = {}
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
+        """``coefficient`` times the layer loss summed over the model's layers (a scalar tensor)."""
         weights = weight_layers(model, include_output=self.include_output)
         return self.coefficient * sum(self.loss_fn(w, **self.options) for w in weights)
 
@@ -95,6 +96,7 @@ class ProjectionWeightNorm(Regularizer):
         self.steps = 0
 
     def after_step(self, model: nn.Module) -> None:
+        """Every ``coefficient``-th optimizer step (period T), project each layer's weight rows (:func:`project_rows`)."""
         self.steps += 1
         if self.steps % self.coefficient == 0:
             for w in weight_layers(model, include_output=self.include_output):
@@ -127,9 +129,11 @@ class WeightNorm(Regularizer):
         self.include_output = include_output
 
     def prepare(self, model: nn.Module) -> None:
+        """Reparametrize the model's layers as ``g * v / ||v||`` before the optimizer is built."""
         apply_weight_norm(model, include_output=self.include_output)
 
     def finish(self, model: nn.Module) -> None:
+        """Fold ``g`` and ``v`` back into plain weights so the model loads without this regularizer."""
         for module in model.modules():
             if nn.utils.parametrize.is_parametrized(module, "weight"):
                 nn.utils.parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .base import Regularizer
 
-SCHEDULES = ("laplace", "logistic", "none")
+ANNEALING_SCHEDULES = ("laplace", "logistic", "none")
 
 
 def annealing(t: float, mu: float = 0.75, b: float = 0.2, schedule: str = "laplace") -> float:
@@ -39,7 +39,7 @@ def annealing(t: float, mu: float = 0.75, b: float = 0.2, schedule: str = "lapla
         return 1.0 / math.cosh((t - mu) / (2 * b)) ** 2
     if schedule == "none":
         return 1.0
-    raise ValueError(f"unknown annealing schedule {schedule!r}; choose one of {SCHEDULES}")
+    raise ValueError(f"unknown annealing schedule {schedule!r}; choose one of {ANNEALING_SCHEDULES}")
 
 
 def diffusivity(residual: torch.Tensor, s: float, alpha: float, eps: float = 1e-8) -> torch.Tensor:
@@ -92,9 +92,11 @@ class ResidualSmoothing(Regularizer):
         self.s = self.coefficient * annealing(0.0, mu, b, schedule)  # also checks the name
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Set this epoch's annealed coefficient (``epoch`` counts from 0 of ``epochs``)."""
         self.s = self.coefficient * annealing(epoch / epochs, self.mu, self.b, self.schedule)
 
     def loss(self, model, x, y, criterion):
+        """The residual-smoothing loss of the batch's logits at this epoch's ``s`` (replaces ``criterion``; a scalar)."""
         return residual_smoothing_loss(model(x), y, self.s, self.alpha)
 
     def __repr__(self) -> str:

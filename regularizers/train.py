@@ -16,6 +16,7 @@ same command continues (``tests/test_kill.py``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -36,7 +37,7 @@ from .files import (RunLock, atomic_torch_save, atomic_write_json, atomic_write_
                     remove_stale_temps, tensors_sha256)
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "objective", "seconds")
-SCHEDULES = ("constant", "step", "multistep", "cosine", "cosine_restarts")
+LR_SCHEDULES = ("constant", "step", "multistep", "cosine", "cosine_restarts")
 # make_scheduler's options and their defaults; config.json records them all (train_run and the CLI alike)
 SCHEDULE_DEFAULTS = {"step_size": 30, "milestones": [], "gamma": 0.1, "t0": 10, "t_mult": 1}
 RUN_FILES = ("config.json", "history.json", "model.pt")
@@ -80,6 +81,7 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
     def state_dict(self) -> dict:
+        """The stopper's state for a checkpoint (best value, epoch and weights, patience count)."""
         return {k: getattr(self, k) for k in ("patience", "monitor", "best_value", "best_epoch",
                                                "bad_epochs", "best_state")}
 
@@ -142,7 +144,7 @@ def make_scheduler(optimizer, name: str = "constant", epochs: int = 1, step_size
         return sched.CosineAnnealingLR(optimizer, T_max=epochs)
     if name == "cosine_restarts":
         return sched.CosineAnnealingWarmRestarts(optimizer, T_0=t0, T_mult=t_mult)
-    raise ValueError(f"unknown LR schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    raise ValueError(f"unknown LR schedule {name!r}; choose one of {', '.join(LR_SCHEDULES)}")
 
 
 def checkpoint_epoch(path) -> Optional[int]:
@@ -180,9 +182,15 @@ def check_settings(*, epochs: int, batch_size: int, lr: float, momentum: float, 
     """Refuse training settings that cannot work, with a one-line ValueError naming the argument.
 
     Args:
-        epochs, batch_size, eval_batch_size, patience: integers >= 1 (``patience`` may be None).
-        lr: a finite number > 0; ``momentum``: in [0, 1); ``weight_decay``: finite, >= 0.
-        monitor: ``"error"`` or ``"loss"``; ``val_fraction``: in (0, 1).
+        epochs: an integer >= 1.
+        batch_size: examples per training step, an integer >= 1.
+        lr: the learning rate, a finite number > 0.
+        momentum: in [0, 1).
+        weight_decay: finite, >= 0.
+        patience: epochs without improvement before stopping, an integer >= 1, or None.
+        monitor: ``"error"`` or ``"loss"``.
+        val_fraction: in (0, 1).
+        eval_batch_size: examples per evaluation forward pass, an integer >= 1.
     """
     def whole(name, value, allow_none=False):
         if value is None and allow_none:
@@ -414,62 +422,123 @@ def fit(model: nn.Module, data: Dataset, *, epochs: int = 10, batch_size: int = 
         model: any classifier ``(batch, *input) -> (batch, num_classes)`` logits.
         data: a :class:`regularizers.data.Dataset`; the whole split is staged on ``device``.
         epochs: the maximum number of epochs.
-        schedule: one of ``SCHEDULES``; ``schedule_options`` holds ``step_size``,
-            ``milestones``, ``gamma``, ``t0``, ``t_mult`` (see :func:`make_scheduler`).
+        batch_size: examples per training step.
+        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"`` (:func:`make_optimizer`).
+        lr: the initial learning rate.
+        momentum: SGD momentum (unused by Adam/AdamW).
+        weight_decay: the optimizer's weight decay (L2 term; AdamW: decoupled).
+        nesterov: Nesterov momentum (SGD).
+        schedule: one of ``LR_SCHEDULES``.
+        schedule_options: ``step_size``, ``milestones``, ``gamma``, ``t0``, ``t_mult`` (see :func:`make_scheduler`).
         regularizers: objects following :mod:`regularizers.base`.
         augment: pad-4 random crop + horizontal flip on image batches.
-        patience: early stopping on a validation split of ``val_fraction`` of the training data
-            (taken out of training); ``None`` trains for all ``epochs``.
+        patience: early stopping after this many epochs without improvement; None: all ``epochs``.
+        monitor: what early stopping watches: validation ``"error"`` or ``"loss"``.
+        val_fraction: the validation share, taken out of the training data (with ``patience``).
+        seed: seeds the batch order, augmentation and validation split.
+        device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``, or a ``torch.device``.
         out: run folder for checkpoints and history, locked while training (:class:`RunLock`).
-            An existing run made with the same settings continues from its last checkpoint
-            (with ``resume``; without, it starts over); one made with other settings is
-            refused with a one-line diff before anything is written.
-        config: items recorded in ``out/config.json`` with the training settings (how to
-            rebuild model and data, see :func:`complete_config`); they are part of the settings.
+            A run made with other settings is refused with a one-line diff before anything is written.
+        config: items recorded in ``out/config.json`` and compared like settings (how to rebuild model and data).
+        resume: continue a run of the same settings from its last checkpoint (False: start over).
         overwrite: replace a run made with other settings (its run files are removed first).
+        progress: print one line per epoch.
+        eval_batch_size: examples per evaluation forward pass.
 
     Returns:
         :class:`FitResult`; the model holds the final (or, with early stopping, the best) weights.
 
     Raises:
-        ValueError: bad settings or data (:func:`check_settings`, :func:`check_data`), a run
-            folder of other settings, a folder another process trains into, a refused checkpoint.
+        ValueError: bad settings or data (:func:`check_settings`, :func:`check_data`), a run folder
+            of other settings or in use by another process, a refused checkpoint.
     """
     check_settings(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                    weight_decay=weight_decay, patience=patience, monitor=monitor,
                    val_fraction=val_fraction, eval_batch_size=eval_batch_size)
     regs = check_regularizers(regularizers)
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    model.to(device)
-    check_data(model, data, device)
+    device = _stage_model(model, data, device)
     settings = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
                     nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
                     schedule_options=schedule_options_of(schedule_options), augment=augment, patience=patience,
                     monitor=monitor, val_fraction=val_fraction if patience else None, seed=seed)
     wanted = _settings(config, model, data, **settings) if out is not None else None
+    parts = _training_parts(model, regs, settings)
+    out = _make_run_folder(out) if out is not None else None
+    with RunLock(out) if out is not None else contextlib.nullcontext():
+        if out is not None:
+            _bind_run_folder(out, wanted, data, overwrite=overwrite, resume=resume)
+        return _fit_epochs(model, data, *parts, regs, out, device=device,
+                           progress=progress, eval_batch_size=eval_batch_size, **settings)
+
+
+def _stage_model(model: nn.Module, data: Dataset, device) -> torch.device:
+    """The resolved ``device`` (``"auto"``: cuda when present), with ``model`` moved there and the
+    data checked against it (:func:`check_data`)."""
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    model.to(device)
+    check_data(model, data, device)
+    return device
+
+
+def _training_parts(model: nn.Module, regs: list, settings: dict) -> tuple:
+    """``(optimizer, scheduler, stopper)`` for ``settings`` (those of :func:`fit`), after each
+    regularizer's ``prepare`` (which may add parameters the optimizer must see)."""
     for reg in regs:
         if defines(reg, "prepare"):
             reg.prepare(model)
-    opt = make_optimizer(model, optimizer, lr, momentum, weight_decay, nesterov)
-    scheduler = make_scheduler(opt, schedule, epochs, **settings["schedule_options"])
-    stopper = EarlyStopping(patience, monitor) if patience else None
-    if out is None:
-        return _fit_epochs(model, data, opt, scheduler, stopper, regs, None, device=device,
-                           progress=progress, eval_batch_size=eval_batch_size, **settings)
+    opt = make_optimizer(model, settings["optimizer"], settings["lr"], settings["momentum"],
+                         settings["weight_decay"], settings["nesterov"])
+    scheduler = make_scheduler(opt, settings["schedule"], settings["epochs"], **settings["schedule_options"])
+    stopper = EarlyStopping(settings["patience"], settings["monitor"]) if settings["patience"] else None
+    return opt, scheduler, stopper
+
+
+def _make_run_folder(out) -> Path:
+    """``out`` as a Path, created with its parents; an OSError names the folder in one line."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise type(err)(f"cannot make the run folder {out}: {(err.strerror or str(err)).lower()}") from None
-    with RunLock(out):
-        remove_stale_temps(out)
-        remove_stale_temps(out / "checkpoints")
-        _bind_folder(out, wanted, overwrite=overwrite, resume=resume)
-        (out / "checkpoints").mkdir(exist_ok=True)
-        if wanted["data"] == SAVED_DATA and not (out / SAVED_DATA).is_file():
-            _save_data(out, data)
-        return _fit_epochs(model, data, opt, scheduler, stopper, regs, out, device=device,
-                           progress=progress, eval_batch_size=eval_batch_size, **settings)
+    return out
+
+
+def _bind_run_folder(out: Path, wanted: dict, data: Dataset, *, overwrite: bool, resume: bool) -> None:
+    """Under the run lock: clear stale temporary files, bind ``out`` to the ``wanted`` settings
+    (:func:`_bind_folder`), and save the data's tensors when no spec names them."""
+    remove_stale_temps(out)
+    remove_stale_temps(out / "checkpoints")
+    _bind_folder(out, wanted, overwrite=overwrite, resume=resume)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    if wanted["data"] == SAVED_DATA and not (out / SAVED_DATA).is_file():
+        _save_data(out, data)
+
+
+def _staged_splits(data: Dataset, stopper, val_fraction: Optional[float], seed: int, device) -> tuple:
+    """``(train, val, test)`` ``(inputs, targets)`` pairs on ``device``; ``val`` is carved out of
+    the training data when early stopping (else None), ``test`` is None without a test split."""
+    if stopper:
+        train, val = _split_validation(data, val_fraction, seed)
+        val = (val[0].to(device), val[1].to(device))
+    else:
+        train, val = (data.x_train, data.y_train), None
+    test = (data.x_test.to(device), data.y_test.to(device)) if data.x_test is not None else None
+    return (train[0].to(device), train[1].to(device)), val, test
+
+
+def _start_history(out: Optional[Path], model: nn.Module, opt, scheduler, stopper, device, *, epochs: int,
+                   progress: bool) -> tuple:
+    """``(history, epoch, stopped)``: empty at epoch 0, or those of the run's last checkpoint."""
+    history = {k: [] for k in HISTORY_KEYS + (("val_loss", "val_acc") if stopper else ())}
+    state = _resume(out, model, opt, scheduler, stopper, device) if out is not None else None
+    if state is None:
+        return history, 0, False
+    history, epoch, stopped = _history_lists(state["history"]), state["epoch"], state.get("stopped", False)
+    if progress and (stopped or epoch >= epochs):
+        print(f"reusing the trained run {out} (finished after epoch {epoch})", flush=True)
+    elif progress:
+        print(f"resuming {out} after epoch {epoch}", flush=True)
+    return history, epoch, stopped
 
 
 def _fit_epochs(model, data, opt, scheduler, stopper, regs, out: Optional[Path], *, device, progress: bool,
@@ -477,58 +546,62 @@ def _fit_epochs(model, data, opt, scheduler, stopper, regs, out: Optional[Path],
                 val_fraction: Optional[float], **_recorded) -> FitResult:
     """The training loop of :func:`fit` once everything is checked: resume, epochs (train,
     evaluate, checkpoint, early stop), then the final weights."""
-    if stopper:
-        (x_train, y_train), (x_val, y_val) = _split_validation(data, val_fraction, seed)
-        x_val, y_val = x_val.to(device), y_val.to(device)
-    else:
-        x_train, y_train = data.x_train, data.y_train
-    x_train, y_train = x_train.to(device), y_train.to(device)
-    x_test, y_test = (data.x_test.to(device), data.y_test.to(device)) if data.x_test is not None else (None, None)
-
-    history = {k: [] for k in HISTORY_KEYS + (("val_loss", "val_acc") if stopper else ())}
-    epoch, stopped = 0, False
-    state = _resume(out, model, opt, scheduler, stopper, device) if out is not None else None
-    if state is not None:
-        history, epoch, stopped = _history_lists(state["history"]), state["epoch"], state.get("stopped", False)
-        if progress and (stopped or epoch >= epochs):
-            print(f"reusing the trained run {out} (finished after epoch {epoch})", flush=True)
-        elif progress:
-            print(f"resuming {out} after epoch {epoch}", flush=True)
-
+    train, val, test = _staged_splits(data, stopper, val_fraction, seed, device)
+    history, epoch, stopped = _start_history(out, model, opt, scheduler, stopper, device, epochs=epochs,
+                                             progress=progress)
     criterion = F.cross_entropy
     for reg in regs:
         if defines(reg, "criterion"):
             criterion = reg.criterion(criterion)
-
     while epoch < epochs and not stopped:
         began = time.perf_counter()
         lr_now = opt.param_groups[0]["lr"]
-        objective = _train_epoch(model, opt, regs, criterion, x_train, y_train, epoch=epoch, epochs=epochs,
+        objective = _train_epoch(model, opt, regs, criterion, *train, epoch=epoch, epochs=epochs,
                                  batch_size=batch_size, augment=augment, seed=seed)
         if scheduler is not None:
             scheduler.step()
         epoch += 1
-
-        train_loss, train_acc = evaluate(model, (x_train, y_train), batch_size=eval_batch_size)
-        test_loss, test_acc = (evaluate(model, (x_test, y_test), batch_size=eval_batch_size)
-                               if x_test is not None else (math.nan, math.nan))
-        row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc, test_loss=test_loss,
-                   test_acc=test_acc, lr=lr_now, objective=objective,
-                   seconds=time.perf_counter() - began)
+        row = _epoch_row(model, train, test, val, eval_batch_size, epoch=epoch, lr=lr_now, objective=objective)
+        row["seconds"] = time.perf_counter() - began
         if stopper:
-            row["val_loss"], row["val_acc"] = evaluate(model, (x_val, y_val), batch_size=eval_batch_size)
             stopped = stopper.update(epoch, row["val_loss"], row["val_acc"], model)
         for key, value in row.items():
             history[key].append(value)
         if out is not None:
             _save_checkpoint(out, model, opt, scheduler, stopper, epoch=epoch, history=history, stopped=stopped)
         if progress:  # after the checkpoint: an epoch shown is an epoch saved
-            extra = f"  val acc {row['val_acc']:5.1f}%" if stopper else ""
-            print(f"epoch {epoch:3d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:5.1f}%  "
-                  f"test loss {test_loss:.4f} acc {test_acc:5.1f}%{extra}  lr {lr_now:.3g}  "
-                  f"({row['seconds']:.1f} s)", flush=True)
+            _print_epoch(row, epochs)
+    best_epoch = _finish(model, stopper, regs, out, history, progress)
+    best_epoch = epoch if best_epoch is None else best_epoch
+    return FitResult(history=history, best_epoch=best_epoch, stopped_early=stopped, out=out)
 
-    best_epoch = epoch
+
+def _epoch_row(model: nn.Module, train: tuple, test: Optional[tuple], val: Optional[tuple], eval_batch_size: int,
+               **recorded) -> dict:
+    """One history row: ``recorded`` items then train/test (and val) loss and accuracy (%);
+    the test ones are NaN without a test split."""
+    row = dict(recorded)
+    row["train_loss"], row["train_acc"] = evaluate(model, train, batch_size=eval_batch_size)
+    row["test_loss"], row["test_acc"] = (evaluate(model, test, batch_size=eval_batch_size)
+                                         if test is not None else (math.nan, math.nan))
+    if val is not None:
+        row["val_loss"], row["val_acc"] = evaluate(model, val, batch_size=eval_batch_size)
+    return row
+
+
+def _print_epoch(row: dict, epochs: int) -> None:
+    """One progress line for a history ``row``."""
+    extra = f"  val acc {row['val_acc']:5.1f}%" if "val_acc" in row else ""
+    print(f"epoch {row['epoch']:3d}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:5.1f}%  "
+          f"test loss {row['test_loss']:.4f} acc {row['test_acc']:5.1f}%{extra}  lr {row['lr']:.3g}  "
+          f"({row['seconds']:.1f} s)", flush=True)
+
+
+def _finish(model: nn.Module, stopper, regs: list, out: Optional[Path], history: dict, progress: bool
+            ) -> Optional[int]:
+    """After the last epoch: restore the best weights when early stopping (their epoch is
+    returned, else None), run each regularizer's ``finish``, write ``model.pt`` and the history."""
+    best_epoch = None
     if stopper and stopper.best_state:
         model.load_state_dict(stopper.best_state)
         best_epoch = stopper.best_epoch
@@ -544,7 +617,7 @@ def _fit_epochs(model, data, opt, scheduler, stopper, regs, out: Optional[Path],
         if progress:
             print(f"wrote {out / 'model.pt'}, {out / 'history.json'} and "
                   f"{len(checkpoint_paths(out))} checkpoints", flush=True)
-    return FitResult(history=history, best_epoch=best_epoch, stopped_early=stopped, out=out)
+    return best_epoch
 
 
 def data_from_config(config: dict, run_dir=None) -> Dataset:

@@ -29,6 +29,7 @@ README = (ROOT / "README.md").read_text()
 NOT_RUN = {   # the start of a command line -> why this test does not run it
     "make demo": "the demo itself: run by CI and by tests/test_demo.py",
     "make test": "the whole test suite, this test included",
+    "make bench": "every benchmark, minutes by design (run_all.py)",
     "srun ": "needs a SLURM cluster (documented as not tested)",
     ".venv/bin/python benchmarks/": "benchmarks take minutes by design (make bench)",
 }
@@ -39,6 +40,7 @@ SMALLER = [   # (as written in the README, as run here): tiny runs, tiny grids
     ("mpiexec -n 4", "mpiexec -n 2"),
     ("--seeds 5 --epochs 40", "--quick --seeds 2 --epochs 1"),
     ("$L diagnose ", "$L diagnose --quick --no-spectra "),
+    ("$L sweep ", "$L sweep --samples 40 --probes 2 --noise-draws 1 --points 5 --resamples 50 --quiet "),
     ("trajectory runs/cnn --surface", "trajectory runs/cnn --surface --x=-1:1:3 --y=-1:1:3"),
 ]
 GRID = re.compile(r"""([="]-?[\d.]+:-?[\d.]+:|=auto:)(\d+)""")   # --x=-1:1:51 -> --x=-1:1:3, "auto:41" -> "auto:3"

@@ -313,4 +313,4 @@ def test_the_command_s_schedules_are_the_trainer_s():
     from landscape.commands import train as train_command
     from regularizers import train
 
-    assert train_command.SCHEDULES == train.SCHEDULES
+    assert train_command.LR_SCHEDULES == train.LR_SCHEDULES

@@ -94,6 +94,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--device`` (auto, cpu, cuda, cuda:N) to ``parser``."""
     parser.add_argument("--device", default="auto", help="'auto' (cuda when present), 'cpu', 'cuda', 'cuda:1'")
 
 

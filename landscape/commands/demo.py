@@ -16,6 +16,7 @@ RUNS = {"baseline": [], "mma": ["mma:0.07"]}  # name -> regularizers
 
 
 def add_arguments(p) -> None:
+    """Add the flags of ``landscape demo`` to the argparse parser ``p``."""
     from .common import number, positive_int, seed_int
 
     p.add_argument("--out", default="runs/demo", help="folder for runs, surfaces and figures")
@@ -39,6 +40,7 @@ def train_runs(out: Path, epochs: int, seed: int, device: str) -> dict:
 
 
 def run(args) -> int:
+    """Run ``landscape demo`` with the parsed flags ``args``; returns the exit status (0: done)."""
     from landscape.plot import compare_surface_files, plot_surface_file
     from landscape.surface import interpolate, landscape_files
     from regularizers.evaluation import resolve_device

@@ -89,37 +89,44 @@ def _per_model(values: list, count: int, flag: str, default=None) -> list:
     raise ValueError(f"give {flag} once for all models or once per --model ({count}), got {len(values)}")
 
 
-def model_specs(args, line_options=None) -> list:
-    """``[dict(model, checkpoint, data, name, normalize)]`` from the flags and ``--models-file``;
-    ``line_options(parser)`` adds options a command accepts on models-file lines (e.g. sweep's)."""
+def models_file_specs(path: Path, line_options=None) -> list:
+    """``[dict(model, checkpoint, data, name, normalize, model_option, seed, reg)]``, one per line
+    of the models file ``path`` ('#' starts a comment); ``line_options(parser)`` adds the words a
+    command accepts beyond diagnose's (e.g. sweep's ``--hparam``). A bad line is a one-line ValueError."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--models-file {path} does not exist")
+    line_parser = argparse.ArgumentParser(prog="models-file line", add_help=False, exit_on_error=False)
+    for flag in ("--model", "--checkpoint", "--data"):
+        line_parser.add_argument(flag)
+    line_parser.add_argument("--name", default=None)
+    line_parser.add_argument("--normalize", default="none")
+    line_parser.add_argument("--model-option", action="append", default=[])
+    line_parser.add_argument("--seed", type=common.seed_int, default=None)
+    line_parser.add_argument("--reg", action="append", default=None)
+    if line_options is not None:
+        line_options(line_parser)
     specs = []
-    if args.models_file is not None:
-        if not args.models_file.is_file():
-            raise FileNotFoundError(f"--models-file {args.models_file} does not exist")
-        line_parser = argparse.ArgumentParser(prog="models-file line", add_help=False, exit_on_error=False)
-        for flag in ("--model", "--checkpoint", "--data"):
-            line_parser.add_argument(flag)
-        line_parser.add_argument("--name", default=None)
-        line_parser.add_argument("--normalize", default="none")
-        line_parser.add_argument("--model-option", action="append", default=[])
-        line_parser.add_argument("--seed", type=common.seed_int, default=None)
-        line_parser.add_argument("--reg", action="append", default=None)
-        if line_options is not None:
-            line_options(line_parser)
-        for number, line in enumerate(args.models_file.read_text().splitlines(), 1):
-            words = shlex.split(line, comments=True)
-            if not words:
-                continue
-            try:
-                parsed, extra = line_parser.parse_known_args(words)
-            except (argparse.ArgumentError, argparse.ArgumentTypeError) as error:
-                raise ValueError(f"{args.models_file} line {number}: {error}") from None
-            if extra:
-                raise ValueError(f"{args.models_file} line {number}: unknown words {' '.join(extra)}")
-            missing = [f"--{k}" for k in ("model", "checkpoint", "data") if getattr(parsed, k) is None]
-            if missing:
-                raise ValueError(f"{args.models_file} line {number}: {', '.join(missing)} missing")
-            specs.append(vars(parsed))
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        try:
+            parsed, extra = line_parser.parse_known_args(words)
+        except (argparse.ArgumentError, argparse.ArgumentTypeError) as error:
+            raise ValueError(f"{path} line {number}: {error}") from None
+        if extra:
+            raise ValueError(f"{path} line {number}: unknown words {' '.join(extra)}")
+        missing = [f"--{k}" for k in ("model", "checkpoint", "data") if getattr(parsed, k) is None]
+        if missing:
+            raise ValueError(f"{path} line {number}: {', '.join(missing)} missing")
+        specs.append(vars(parsed))
+    return specs
+
+
+def model_specs(args) -> list:
+    """``[dict(model, checkpoint, data, name, normalize, model_option, seed, reg)]`` from the
+    ``--models-file`` lines (:func:`models_file_specs`), then the ``--model`` flags."""
+    specs = models_file_specs(args.models_file) if args.models_file is not None else []
     n = len(args.model)
     if n:
         if len(args.checkpoint) != n:

@@ -66,6 +66,7 @@ def load(path: Path):
 
 
 def add_arguments(p) -> None:
+    """Add the flags of ``landscape figures`` to the argparse parser ``p``."""
     p.add_argument("names", nargs="*", metavar="NAME", help="scripts to run (default: all)")
     p.add_argument("--list", action="store_true",
                    help="list the scripts with their runtime measured on a 2-core machine, and exit")
@@ -81,6 +82,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """Run ``landscape figures`` with the parsed flags ``args``; returns the exit status (0: done)."""
     available = scripts(figures_dir())
     if args.list:
         width = max(map(len, available), default=0)

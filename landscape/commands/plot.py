@@ -7,6 +7,7 @@ KINDS_2D = ("contour", "filled", "heatmap", "surface3d")
 
 
 def add_arguments(p) -> None:
+    """Add the flags of ``landscape plot`` to the argparse parser ``p``."""
     from .common import finite_float, positive_float
 
     p.add_argument("files", nargs="+", metavar="SURF_FILE",
@@ -29,6 +30,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """Run ``landscape plot`` with the parsed flags ``args``; returns the exit status (0: done)."""
     import sys
 
     if args.vmin is not None and args.vmax is not None and not args.vmin < args.vmax:

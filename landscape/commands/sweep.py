@@ -27,6 +27,7 @@ def odd_points(text: str) -> int:
 
 
 def add_arguments(p) -> None:
+    """Add the flags of ``landscape sweep`` to the argparse parser ``p``."""
     p.add_argument("runs", nargs="*", metavar="RUN_FOLDER", help="run folders written by `landscape train`")
     p.add_argument("--models-file", type=Path, default=None,
                    help="text file, one model per line: --model SPEC --checkpoint FILE --data SPEC "
@@ -53,8 +54,6 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=common.seed_int, default=0, help="seed of subsets, noise, probes and directions")
     common.add_device_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    # models come only from run folders and --models-file: diagnose's per-model flags stay empty
-    p.set_defaults(model=[], checkpoint=[], data=[], name=[], normalize=[], model_option=[], model_seed=[], reg=[])
 
 
 def line_options(parser) -> None:
@@ -76,15 +75,15 @@ def hparams(pairs) -> dict:
     return out
 
 
-def file_entries(args) -> list:
-    """A :class:`analysis.sweep.SweepEntry` per models-file line."""
+def file_entries(path: Path) -> list:
+    """A :class:`analysis.sweep.SweepEntry` per line of the models file ``path``."""
     from analysis.summary import from_checkpoint
     from analysis.sweep import SweepEntry
-    from landscape.commands.diagnose import model_specs
+    from landscape.commands.diagnose import models_file_specs
     from regularizers.models import load_model
 
     entries = []
-    for spec in model_specs(args, line_options):
+    for spec in models_file_specs(path, line_options):
         options = common.parse_options(spec["model_option"])
         source = from_checkpoint(spec["model"], spec["checkpoint"], spec["data"], name=spec["name"] or None,
                                  normalize=spec["normalize"], options=options)
@@ -99,11 +98,12 @@ def file_entries(args) -> list:
 
 
 def run(args) -> int:
+    """Run ``landscape sweep`` with the parsed flags ``args``; returns the exit status (0: done)."""
     from analysis.measures import MeasureSettings
     from analysis.sweep import entries_from_runs, sweep, table_text
     from regularizers.evaluation import resolve_device
 
-    entries = entries_from_runs(args.runs) + (file_entries(args) if args.models_file else [])
+    entries = entries_from_runs(args.runs) + (file_entries(args.models_file) if args.models_file else [])
     if not entries:
         raise ValueError("nothing to sweep: give run folders or --models-file")
     settings = MeasureSettings(samples=args.samples, seed=args.seed, drop=args.drop, noise_draws=args.noise_draws,

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from . import common
 
-SCHEDULES = ("constant", "step", "multistep", "cosine", "cosine_restarts")  # = regularizers.train.SCHEDULES
+LR_SCHEDULES = ("constant", "step", "multistep", "cosine", "cosine_restarts")  # = regularizers.train.LR_SCHEDULES
 
 HELP = "train a model (per-epoch checkpoints, history.json, model.pt) with optional regularizers"
 
 
 def add_arguments(p) -> None:
+    """Add the flags of ``landscape train`` to the argparse parser ``p``."""
     from .common import nonnegative_float, number, positive_float, positive_int, seed_int
 
     common.add_model_arguments(p, checkpoint=False)
@@ -24,7 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd)")
     p.add_argument("--weight-decay", type=nonnegative_float, default=0.0,
                    help="the optimizer's L2 weight decay coefficient")
-    p.add_argument("--schedule", default="constant", choices=SCHEDULES,
+    p.add_argument("--schedule", default="constant", choices=LR_SCHEDULES,
                    help="learning-rate schedule, stepped once per epoch")
     p.add_argument("--step-size", type=positive_int, default=30, help="epochs between decays (step)")
     p.add_argument("--milestones", type=positive_int, nargs="*", default=(),
@@ -55,6 +56,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """Run ``landscape train`` with the parsed flags ``args``; returns the exit status (0: done)."""
     from regularizers.train import train_run
 
     if args.list_models or args.list_regularizers:
