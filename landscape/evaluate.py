@@ -62,13 +62,14 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.func import functional_call, vmap
 
+from regularizers.data import SPLITS
 from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Output, Tensors, check_class_targets,
                                      correct_count, data_splits, resolve_device, resolve_loss,
                                      select_output)
 
 from .directions import Directions, check_fits, direction_names
 from .precision import autocast_dtype, hardware_note
-from .rewrites import _Fold, _Program, compile_model, unfoldable
+from .rewrites import Fold, Program, compile_model, unfoldable
 
 # Batch sizes timed when none is given (capped by the split size), per device type.
 BATCH_CANDIDATES = {"cpu": (64, 128, 256, 512), "cuda": (256, 512, 1024, 2048, 4096)}
@@ -182,7 +183,7 @@ class Evaluator:
     """
 
     def __init__(self, model: nn.Module, data, directions: Directions, *,
-                 splits: Sequence[str] = ("train", "test"), loss="crossentropy", output: Output = None,
+                 splits: Sequence[str] = SPLITS, loss="crossentropy", output: Output = None,
                  accuracy: bool = True, hooks: BatchHooks = DEFAULT_HOOKS, batch_size: Optional[int] = None,
                  device=None, precision: Optional[str] = None, points_per_pass: Optional[int] = None,
                  fold_bn: bool = True, first_layer: Optional[bool] = None, reorder: bool = True,
@@ -319,7 +320,7 @@ class Evaluator:
         self._set_layout(False)
         warnings.warn(f"fast evaluation disagrees with the plain path ({problem}); using the plain path")
 
-    def _disagreement(self, program: _Program) -> Optional[str]:
+    def _disagreement(self, program: Program) -> Optional[str]:
         """None when ``program`` gives the plain path's outputs on a few samples at the origin
         and at (0.25, ...); else what went wrong."""
         inputs, _, rows = self._sample()
@@ -429,7 +430,7 @@ class Evaluator:
         return full
 
     @staticmethod
-    def _affine(fold: _Fold, full: dict, bias: Optional[torch.Tensor]):
+    def _affine(fold: Fold, full: dict, bias: Optional[torch.Tensor]):
         """Per-channel ``(s, b')`` of a folded BN: output = s * layer(x; W, 0) + b'."""
         var, mean = full[f"{fold.bn}.running_var"], full[f"{fold.bn}.running_mean"]
         scale = torch.rsqrt(var + fold.eps)
@@ -440,7 +441,7 @@ class Evaluator:
             shift = shift + full[f"{fold.bn}.bias"]
         return scale, shift
 
-    def _state(self, program: _Program, coords: torch.Tensor):
+    def _state(self, program: Program, coords: torch.Tensor):
         """(tensors for ``program.module``, (scale, shift) of the cut-off first layer or ())."""
         full = self._full(coords)
         state = {n: full[n] for n in self._vary if n in program.names}
@@ -458,7 +459,7 @@ class Evaluator:
         ones = full[f"{program.first}.weight"].new_ones(full[f"{program.first}.weight"].shape[0])
         return state, (ones, bias if bias is not None else torch.zeros_like(ones))
 
-    def _logits(self, program: _Program, state: dict, affine, coords, inputs, split: str,
+    def _logits(self, program: Program, state: dict, affine, coords, inputs, split: str,
                 rows: Optional[slice], cast: bool = True) -> torch.Tensor:
         """Outputs (B, ...) of ``program`` at one point on ``inputs`` (``rows`` of a staged
         ``split``, for the first-layer cache); ``cast``: use the autocast precision."""
@@ -492,7 +493,7 @@ class Evaluator:
         out = select_output(out, self.output)
         return out.to(torch.promote_types(out.dtype, torch.float32))
 
-    def _logits_of(self, program: _Program, coords: torch.Tensor):
+    def _logits_of(self, program: Program, coords: torch.Tensor):
         """``fn(inputs, split, rows) -> outputs (P, B, ...)`` at a pass of P points."""
         if len(coords) == 1:
             state, affine = self._state(program, coords[0])

@@ -17,12 +17,11 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 
 from torch import nn
 
+from regularizers.data import SPLITS
 from regularizers.evaluation import loss_name
 
 from .directions import Directions, Source, origin, random_directions, settings_attrs, target_directions
 from .store import file_sha256, load_directions, mismatch, read_attrs, save_directions, tensors_sha256
-
-ALL_SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ def surface_file_name(dir_file, axes: Sequence, loss: str, splits: Sequence[str]
     stem += "_" + "x".join(f"[{a[0]:g},{a[-1]:g},{len(a)}]" for a in axes)
     if loss != "crossentropy":
         stem += "_" + re.sub(r"[^\w.-]+", "_", loss)
-    if tuple(splits) != ALL_SPLITS:
+    if tuple(splits) != SPLITS:
         stem += "_" + "+".join(splits)
     return stem + ".h5"
 

@@ -1,6 +1,6 @@
 """Exact rewrites of a model's graph with ``torch.fx``, for :class:`landscape.evaluate.Evaluator`.
 
-:func:`compile_model` turns a private eval-mode copy of a model into a :class:`_Program`: the
+:func:`compile_model` turns a private eval-mode copy of a model into a :class:`Program`: the
 module evaluated per point and how to build its tensors from the model's. Only models fx can
 trace are rewritten (any other gives the plain copy); the Evaluator checks the program against
 the plain path once at start-up (a mismatch falls back to the plain path with a warning).
@@ -41,7 +41,7 @@ FIRST_LAYER_MIN_MACS = 32  # below this the cached composition is slower than th
 
 
 @dataclass
-class _Fold:
+class Fold:
     """A conv/linear layer ``conv`` followed by an eval-mode BatchNorm ``bn``."""
 
     conv: str
@@ -52,13 +52,13 @@ class _Fold:
 
 
 @dataclass
-class _Program:
+class Program:
     """The module evaluated per point and how to build its tensors from the model's."""
 
     module: nn.Module
-    folds: List[_Fold]
+    folds: List[Fold]
     first: Optional[str] = None          # first layer, replaced by the input ``first_out``
-    first_fold: Optional[_Fold] = None   # the BN folded into the first layer
+    first_fold: Optional[Fold] = None   # the BN folded into the first layer
     first_bias: bool = False
     first_linear: bool = False           # output channels last (linear) or at dim 1 (conv)
 
@@ -70,7 +70,7 @@ def _has_state(module: nn.Module) -> bool:
     return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
 
 
-def _fold_pairs(gm: fx.GraphModule) -> List[_Fold]:
+def _fold_pairs(gm: fx.GraphModule) -> List[Fold]:
     """Remove foldable BN nodes from ``gm``'s graph; give their layers a bias parameter."""
     graph, mods = gm.graph, dict(gm.named_modules())
     calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
@@ -89,7 +89,7 @@ def _fold_pairs(gm: fx.GraphModule) -> List[_Fold]:
             continue
         node.replace_all_uses_with(prev)
         graph.erase_node(node)
-        folds.append(_Fold(prev.target, node.target, bn.eps, layer.bias is not None, bn.affine))
+        folds.append(Fold(prev.target, node.target, bn.eps, layer.bias is not None, bn.affine))
         if layer.bias is None:
             layer.bias = nn.Parameter(layer.weight.new_zeros(layer.weight.shape[0]))
     return folds
@@ -181,7 +181,7 @@ def unfoldable(layer: nn.Module) -> bool:
 
 
 def compile_model(model: nn.Module, *, fold_bn: bool = True, first_layer: Optional[bool] = None,
-                  reorder: bool = True, window_pools: bool = True) -> _Program:
+                  reorder: bool = True, window_pools: bool = True) -> Program:
     """A private eval-mode copy of ``model``, rewritten with ``torch.fx`` (see the module
     docstring): BN folded (``fold_bn``), max-pooling moved before ReLU (``reorder``) and, with
     ``window_pools`` too, computed from strided views (faster than ``max_pool2d`` on
@@ -190,11 +190,11 @@ def compile_model(model: nn.Module, *, fold_bn: bool = True, first_layer: Option
     output value). The plain copy when nothing is asked or fx cannot trace the model."""
     work = copy.deepcopy(model).eval()
     if not (fold_bn or first_layer is not False or reorder):
-        return _Program(work, [])
+        return Program(work, [])
     try:
         gm = fx.symbolic_trace(work)
     except Exception:  # untraceable forward (data-dependent control flow, ...): plain path
-        return _Program(work, [])
+        return Program(work, [])
     folds = _fold_pairs(gm) if fold_bn else []
     if reorder:
         _pool_before_relu(gm)
@@ -219,4 +219,4 @@ def compile_model(model: nn.Module, *, fold_bn: bool = True, first_layer: Option
     gm.graph.eliminate_dead_code()
     gm.recompile()
     gm.delete_all_unused_submodules()
-    return _Program(gm, folds, **first)
+    return Program(gm, folds, **first)

@@ -72,8 +72,9 @@ def add_arguments(p) -> None:
                    help="list the scripts with their runtime measured on a 2-core machine, and exit")
     p.add_argument("--quick", action="store_true", help="each script's tiny setting (for tests)")
     p.add_argument("--out", default=None, help="output folder (default ./figures_out)")
-    p.add_argument("--seeds", type=common.positive_int, default=None,
-                   help="seeds per configuration (default 3; at least 2 where a script takes intervals)")
+    p.add_argument("--seeds", type=common.number(int, low=2), default=None,
+                   help="seeds per configuration, at least 2 (intervals need two runs); default: the script's "
+                        "(5; Tammes and the built-in sweep 3)")
     p.add_argument("--epochs", type=common.positive_int, default=None,
                    help="training epochs, for scripts that train (default: each script's own)")
     p.add_argument("--steps", type=common.positive_int, default=None,

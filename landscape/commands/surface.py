@@ -30,12 +30,12 @@ DEFAULT_AXIS = "-1:1:51"
 
 def splits_list(text: str) -> Tuple[str, ...]:
     """``--splits``: comma-separated split names, each at most once (an argparse ``type``)."""
-    from landscape.files import ALL_SPLITS
+    from regularizers.data import SPLITS
 
     splits = tuple(s.strip() for s in text.split(",") if s.strip())
-    bad = [s for s in splits if s not in ALL_SPLITS]
+    bad = [s for s in splits if s not in SPLITS]
     if not splits or bad:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected {', '.join(ALL_SPLITS)} or {','.join(ALL_SPLITS)}")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {', '.join(SPLITS)} or {','.join(SPLITS)}")
     if len(set(splits)) != len(splits):
         raise argparse.ArgumentTypeError(f"{text!r} names a split twice")
     return splits
