@@ -7,7 +7,7 @@ so a 1D surface along ``v_1`` is the sharpest parabola through the model and a 2
 ``(v_1, v_2)`` the sharpest plane.
 
 The directions are made by the landscape layer (:func:`landscape.hessian.hessian_directions`,
-also the ``kind="hessian"`` axis of :class:`landscape.files.AxisRecipe`); this module keeps
+also the ``kind="hessian"`` axis of :class:`landscape.recipes.AxisRecipe`); this module keeps
 their analysis-side name.
 """
 from landscape.hessian import curvature_along, hessian_directions

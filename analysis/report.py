@@ -511,7 +511,7 @@ class Page:
 
     def write(self) -> None:
         """Write ``summary.json`` then ``report.html``."""
-        from regularizers.files import atomic_write_text
+        from regularizers.safe_io import atomic_write_text
 
         atomic_write_text(self.out / "summary.json", json.dumps(_finite(self.summary()), indent=1))
         used = {"summary.json": "summary.json", **{f: f for s in self.summaries for f in s.surfaces}}

@@ -32,7 +32,7 @@ from scipy.stats import bootstrap, kendalltau
 
 from analysis.measures import MEASURES, MeasureSettings, compute_measures
 from regularizers.evaluation import evaluate, seeded_subset
-from regularizers.files import atomic_write_json, atomic_write_text
+from regularizers.safe_io import atomic_write_json, atomic_write_text
 
 
 @dataclass

@@ -40,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from landscape.directions import random_directions
-from landscape.evaluate import BATCH_CANDIDATES, Evaluator
+from landscape.perturbed import BATCH_CANDIDATES, Evaluator
 from landscape.grid import make_grid
 from landscape.surface import compute_surface
 from regularizers.models import create_model

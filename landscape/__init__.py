@@ -2,7 +2,7 @@
 
 The public names below are imported on first use (so ``landscape --help`` does not load torch):
 
->>> from landscape import compute_surface, AxisRecipe    # doctest: +SKIP
+>>> from landscape import compute_surface, AxisRecipe
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "compute_surface": "surface", "interpolate": "surface", "SurfaceResult": "store",
-    "AxisRecipe": "files", "open_directions": "files", "provenance": "files", "weights_sha256": "files",
+    "AxisRecipe": "recipes", "open_directions": "recipes", "provenance": "recipes", "weights_sha256": "recipes",
     "Directions": "directions", "random_directions": "directions", "target_directions": "directions",
     "pca_directions": "directions", "Grid": "grid", "make_grid": "grid", "resolve_axes": "grid",
-    "Evaluator": "evaluate", "read_surface": "store", "load_directions": "store", "save_directions": "store",
+    "Evaluator": "perturbed", "read_surface": "store", "load_directions": "store", "save_directions": "store",
     "direction_spans": "span", "runner": "sharding",
 }
 __all__ = sorted(_HOMES)

@@ -5,7 +5,7 @@
 parameters (``params``: ``"all"``, ``"weights"`` -- tensors with dim > 1 -- or a list). Every
 curvature number of the toolkit (:mod:`analysis.curvature`, :mod:`analysis.spectrum`) and the
 Hessian directions of loss surfaces (:func:`hessian_directions`, the ``kind="hessian"`` axis of
-:class:`landscape.files.AxisRecipe`) goes through it.
+:class:`landscape.recipes.AxisRecipe`) goes through it.
 
 Hessian-vector products reuse the first backward's graph, as PyHessian does: the gradient of
 each batch is taken once with ``create_graph=True`` and kept, and every product is then one
@@ -413,7 +413,7 @@ def curvature_along(model: nn.Module, data, directions: Directions, *, split: st
 
 def hessian_axes(model: nn.Module, recipes: Sequence) -> Directions:
     """The top ``len(recipes)`` Hessian eigenvectors as the axes of ``recipes`` (each a
-    :class:`landscape.files.AxisRecipe` of kind ``"hessian"``; the first one's data, loss,
+    :class:`landscape.recipes.AxisRecipe` of kind ``"hessian"``; the first one's data, loss,
     samples and seed are used).
 
     ``info`` per axis: the recipe's settings, its ``eigenvalue`` and the ``examples`` it was

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
-from regularizers.files import atomic_path, atomic_write_bytes
+from regularizers.safe_io import atomic_path, atomic_write_bytes
 
 from .precision import plot_caption
 from .store import SurfaceResult, read_surface

@@ -1,4 +1,4 @@
-"""Exact rewrites of a model's graph with ``torch.fx``, for :class:`landscape.evaluate.Evaluator`.
+"""Exact rewrites of a model's graph with ``torch.fx``, for :class:`landscape.perturbed.Evaluator`.
 
 :func:`compile_model` turns a private eval-mode copy of a model into a :class:`Program`: the
 module evaluated per point and how to build its tensors from the model's. Only models fx can

@@ -24,7 +24,7 @@ import numpy as np
 from torch import nn
 
 from .directions import Directions
-from .evaluate import Evaluator
+from .perturbed import Evaluator
 from .grid import Axes
 
 LossAt = Callable[[np.ndarray], np.ndarray]
@@ -75,7 +75,7 @@ def auto_span(loss_at: LossAt, *, factor: float = 2.0, target: Optional[float] =
 
     Args:
         loss_at: coordinates (k, 1) along one direction -> losses (k,) or rows (k, ncols), e.g.
-            a :class:`landscape.evaluate.Evaluator` with one direction.
+            a :class:`landscape.perturbed.Evaluator` with one direction.
         factor: the target is ``factor * loss(0)``; must exceed 1 (and the center loss be > 0).
         target: an absolute target loss instead (it must exceed the center loss).
         start: the first span tried (> 0); spans double from there.
@@ -162,7 +162,7 @@ def direction_spans(model: nn.Module, data, directions: Directions, *, split: st
                     both_sides: bool = True, **evaluation) -> List[Span]:
     """:func:`auto_span` of every axis of ``directions`` on one split of ``data``.
 
-    Each axis gets its own one-direction :class:`landscape.evaluate.Evaluator` (loss only);
+    Each axis gets its own one-direction :class:`landscape.perturbed.Evaluator` (loss only);
     ``evaluation`` holds its options (``batch_size``, ``device``, ``output``, ...).
 
     Returns:

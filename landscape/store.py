@@ -22,7 +22,7 @@ open in another process (HDF5 file locking) and a file or folder without permiss
 own one-line messages (ValueError, PermissionError), so a healthy file is never called unreadable.
 
 Crash safety: a new file is built in memory and written under a temporary name, renamed into
-place when complete (:func:`write_image`, :func:`regularizers.files.atomic_path`), so a kill or a
+place when complete (:func:`write_image`, :func:`regularizers.safe_io.atomic_path`), so a kill or a
 full disk during creation leaves no file (or the old one), the HDF5 library never half-flushes a
 file to a full disk, and a rerun starts afresh; leftover temporaries of killed processes are
 removed. Every attribute of a surface file (``batch_size`` included) is written at creation and
@@ -48,9 +48,9 @@ import h5py
 import numpy as np
 import torch
 
-from regularizers.files import atomic_path, kill_point, remove_stale_temps
-from regularizers.files import file_sha256 as file_sha256  # re-exported: the hashes live there
-from regularizers.files import tensors_sha256 as tensors_sha256
+from regularizers.safe_io import atomic_path, kill_point, remove_stale_temps
+from regularizers.safe_io import file_sha256 as file_sha256  # re-exported: the hashes live there
+from regularizers.safe_io import tensors_sha256 as tensors_sha256
 
 from .directions import AXES, Directions, check_finite, check_fits
 from .grid import Grid

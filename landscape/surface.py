@@ -7,11 +7,11 @@ named steps, each a function of this module or of the module that owns its subje
 1. :func:`check_options` -- splits, loss and evaluation keywords, before any file is touched;
 2. :func:`landscape.grid.resolve_axes` -- the axis rules, checked once;
 3. :func:`surface_directions` -- directions from recipes, kept in direction files
-   (:mod:`landscape.files`: names, reuse, binding to the weights);
+   (:mod:`landscape.recipes`: names, reuse, binding to the weights);
 4. :func:`surface_grid` -- the grid, automatic spans found (:mod:`landscape.span`);
 5. :func:`surface_settings` -- the provenance a surface file stores and a resume must match;
 6. :func:`plan_points` -- which points are still missing (:mod:`landscape.store`);
-7. :func:`make_evaluator` -- the :class:`~landscape.evaluate.Evaluator`, its batch size that of
+7. :func:`make_evaluator` -- the :class:`~landscape.perturbed.Evaluator`, its batch size that of
    the file being resumed;
 8. :func:`evaluate_missing` -- the points evaluated by a runner (one process, or MPI ranks:
    :mod:`landscape.sharding`) and written by :class:`~landscape.store.SurfaceWriter`.
@@ -30,8 +30,8 @@ from torch import nn
 from regularizers.evaluation import Tensors, data_splits, loss_name, resolve_loss
 
 from .directions import Directions, check_finite, check_finite_weights, random_directions, target_directions
-from .evaluate import Evaluator, value_keys
-from .files import AxisRecipe, open_directions, surface_file_name, weights_sha256
+from .perturbed import Evaluator, value_keys
+from .recipes import AxisRecipe, open_directions, surface_file_name, weights_sha256
 from .grid import Axes, AxisSpec, Grid, available_memory, resolve_axes
 from .sharding import SerialRunner, runner
 from .span import automatic_spans
@@ -54,7 +54,7 @@ def surface_settings(data, directions: Directions, *, loss, splits: Sequence[str
                      precision: Optional[str] = None, attrs: Optional[dict] = None) -> dict:
     """Settings a surface depends on, stored in its file and checked on resume -- built here
     only: loss, splits, directions (kind, normalization, ignore policy, seed, and a hash of their
-    values), the model's weights hash (``weights``, :func:`landscape.files.weights_sha256`), the
+    values), the model's weights hash (``weights``, :func:`landscape.recipes.weights_sha256`), the
     data's hash and transformations, the precision, and the caller's provenance ``attrs``."""
     return {"loss": loss_name(loss), "splits": list(splits), **directions.attrs(),
             "directions_sha256": tensors_sha256(t for axis in directions.axes for t in axis),
@@ -127,7 +127,7 @@ def surface_directions(model: nn.Module, directions: Union[Directions, Sequence[
                        weights: str, dir_type=None, dir_file=None, surf_file=None, stem: str = "model",
                        attrs: Optional[dict] = None) -> Tuple[Directions, Optional[str]]:
     """``(directions, dir_file)``: given directions as they are, or those of one recipe per
-    axis (:func:`landscape.files.open_directions`: in memory when ``dir_file`` is None, a
+    axis (:func:`landscape.recipes.open_directions`: in memory when ``dir_file`` is None, a
     derived file when the surface file's name is derived too, ``surf_file="auto"``)."""
     if not isinstance(directions, Directions):
         recipes = list(directions)
@@ -263,7 +263,7 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
     Args:
         data: any form of :func:`regularizers.evaluation.data_splits` (a Dataset, ``{split:
             (inputs, targets)}``, an ``(inputs, targets)`` pair, a torch Dataset, a DataLoader).
-        directions: :class:`Directions`, or one :class:`landscape.files.AxisRecipe` per axis.
+        directions: :class:`Directions`, or one :class:`landscape.recipes.AxisRecipe` per axis.
         x, y, z: axes ``"start:stop:num"``, increasing arrays, or ``"auto[:NUM[:FACTOR]]"`` (``NUM``
             points over ``[-s, s]``, the loss reaching ``FACTOR`` x the center's at ``s``).
         loss, splits: a name or ``loss(outputs, targets)``; the splits (default: all the data has).
@@ -275,7 +275,7 @@ def compute_surface(model: nn.Module, data, *, directions: Union[Directions, Seq
             ``weights_sha256``, when given, is taken as the model's.
         comm: an mpi4py communicator (or a :mod:`landscape.sharding` runner): call on every rank;
             rank 0 alone touches files and returns the whole surface.
-        evaluation: options of :class:`landscape.evaluate.Evaluator` (``batch_size``, ``device``,
+        evaluation: options of :class:`landscape.perturbed.Evaluator` (``batch_size``, ``device``,
             ``precision``, ``points_per_pass``, ``output``, ``hooks``, the rewrite switches).
 
     Returns:

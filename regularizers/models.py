@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .files import check_finite
+from .safe_io import check_finite
 
 
 def _he_init(model: nn.Module) -> None:

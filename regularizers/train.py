@@ -9,7 +9,7 @@ uninterrupted one.
 A run folder is bound to its settings (``config.json``: the caller's config and every training
 setting): a rerun with the same settings resumes (a finished run is reused), one with other
 settings is refused with a one-line diff before anything is written (``overwrite=True``
-replaces the run). While training, the folder is locked (:class:`regularizers.files.RunLock`),
+replaces the run). While training, the folder is locked (:class:`regularizers.safe_io.RunLock`),
 so a second training into it is refused; every file is written atomically and checkpoints are
 read with ``weights_only=True``, so a kill at any instant leaves a folder that a rerun of the
 same command continues (``tests/test_kill.py``).
@@ -33,7 +33,7 @@ from torch import nn
 from .base import check_regularizers, defines
 from .data import Dataset, augment_crop_flip
 from .evaluation import evaluate, resolve_device
-from .files import (RunLock, atomic_torch_save, atomic_write_json, atomic_write_text, check_finite, file_sha256,
+from .safe_io import (RunLock, atomic_torch_save, atomic_write_json, atomic_write_text, check_finite, file_sha256,
                     remove_stale_temps, tensors_sha256)
 
 HISTORY_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "objective", "seconds")

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from landscape.cli import main
-from regularizers.files import RunLock
+from regularizers.safe_io import RunLock
 
 LANDSCAPE = str(Path(sys.executable).with_name("landscape"))
 TRAIN = ["--model", "cnn", "--model-option", "channels=[4,8]", "--data", "digits", "--epochs", "1",

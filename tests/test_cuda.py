@@ -9,7 +9,7 @@ import torch
 from test_rewrites import MODELS, PLAIN, _data, _model
 
 from landscape.directions import random_directions
-from landscape.evaluate import Evaluator
+from landscape.perturbed import Evaluator
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

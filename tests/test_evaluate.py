@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from landscape.directions import direction_names, random_directions
-from landscape.evaluate import Evaluator, _Unfolded
+from landscape.perturbed import Evaluator, _Unfolded
 from landscape.rewrites import compile_model
 
 
@@ -398,7 +398,7 @@ def test_regression_targets_give_nan_accuracy():
 def test_exact_sums_are_correctly_rounded_and_order_free():
     from fractions import Fraction
 
-    from landscape.evaluate import exact_sums
+    from landscape.perturbed import exact_sums
 
     g = torch.Generator().manual_seed(0)
     values = (torch.randn(3, 1000, generator=g) * torch.logspace(-6, 6, 1000)).float()

@@ -94,7 +94,7 @@ def test_bad_direction_counts(k):
 
 
 def test_hessian_axis_recipe_in_compute_surface(tmp_path):
-    from landscape.files import AxisRecipe, build_directions
+    from landscape.recipes import AxisRecipe, build_directions
 
     model, x, y = regression()
     loss0, grad, hess = closed_form(model, x, y)

@@ -86,7 +86,7 @@ def test_layer_of(module, layer):
 
 
 def test_the_checker_sees_function_level_and_relative_imports():
-    relative = {t for _, t in imported(ROOT / "landscape" / "evaluate.py")}
+    relative = {t for _, t in imported(ROOT / "landscape" / "perturbed.py")}
     assert "landscape.directions" in relative  # from .directions import ...
     inside_functions = {t for _, t in imported(ROOT / "landscape" / "commands" / "surface.py")}
     assert "landscape.surface" in inside_functions  # imported in a function body

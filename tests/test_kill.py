@@ -3,7 +3,7 @@ inside atomic writes, during HDF5 file creation, between a chunk's values and it
 and rerun each time with the same command finish with the results of an uninterrupted run.
 
 The instants are chosen with the test-only switch LANDSCAPE_KILL_AT=LABEL:N of
-:mod:`regularizers.files`. Each step of a chain starts from what the killed step before it left.
+:mod:`regularizers.safe_io`. Each step of a chain starts from what the killed step before it left.
 """
 import json
 import os
@@ -21,7 +21,7 @@ import torch
 from landscape.cli import main
 from landscape.grid import make_grid
 from landscape.store import SurfaceWriter, check_surface, create_surface, read_surface
-from regularizers.files import RunLock, atomic_path, atomic_write_text, file_sha256, remove_stale_temps, temp_path
+from regularizers.safe_io import RunLock, atomic_path, atomic_write_text, file_sha256, remove_stale_temps, temp_path
 
 LANDSCAPE = str(Path(sys.executable).with_name("landscape"))
 TRAIN = ["train", "--model", "cnn", "--model-option", "channels=[4,8]", "--data", "digits", "--epochs", "3",

@@ -8,7 +8,7 @@ from torch import nn
 
 from landscape import precision as prec
 from landscape.directions import random_directions
-from landscape.evaluate import Evaluator
+from landscape.perturbed import Evaluator
 from landscape.grid import make_grid
 from landscape.precision import (PrecisionWarning, check_indices, hardware_note, precision_check, precision_name)
 from landscape.store import read_attrs, read_surface

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from landscape.directions import random_directions
-from landscape.evaluate import Evaluator, _Unfolded
+from landscape.perturbed import Evaluator, _Unfolded
 from landscape.rewrites import compile_model
 from regularizers.models import create_model
 

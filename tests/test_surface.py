@@ -176,7 +176,7 @@ def test_a_notebook_loop_over_models_equals_fresh_computations_and_writes_nothin
     """The same default recipes for model A then model B (filter-normalized to each): every
     surface equals one computed from that model's own directions; the current folder stays empty;
     derived direction files are bound to the weights they were normalized to."""
-    from landscape.files import AxisRecipe
+    from landscape.recipes import AxisRecipe
 
     monkeypatch.chdir(tmp_path)
     (model_a, data), (model_b, _) = cnn_problem(), cnn_problem()
@@ -206,7 +206,7 @@ def test_a_notebook_loop_over_models_equals_fresh_computations_and_writes_nothin
 
 
 SURFACE_MODULES = ["landscape/surface.py", "landscape/sharding.py", "landscape/grid.py", "landscape/span.py",
-                   "landscape/directions.py", "landscape/files.py", "landscape/store.py", "landscape/trajectory.py",
+                   "landscape/directions.py", "landscape/recipes.py", "landscape/store.py", "landscape/trajectory.py",
                    "landscape/__init__.py", "landscape/commands/surface.py", "landscape/commands/interpolate.py",
                    "landscape/commands/trajectory.py"]
 

@@ -163,7 +163,7 @@ def test_a_run_folder_is_bound_to_its_settings(digits, tmp_path):
 
 
 def test_a_folder_in_training_is_refused_and_a_dead_trainers_lock_is_taken_over(digits, tmp_path):
-    from regularizers.files import RunLock
+    from regularizers.safe_io import RunLock
 
     with RunLock(tmp_path), pytest.raises(ValueError, match=f"is being trained by pid {os.getpid()}"):
         fit(small_cnn(digits), digits, epochs=1, out=tmp_path, progress=False)

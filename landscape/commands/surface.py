@@ -159,8 +159,8 @@ def file_stem(model_spec: Optional[str], checkpoint, targets: Sequence[Optional[
 
 
 def target_recipe(args, target: str):
-    """:class:`landscape.files.AxisRecipe` toward the checkpoint ``target`` (built like the model)."""
-    from landscape.files import AxisRecipe
+    """:class:`landscape.recipes.AxisRecipe` toward the checkpoint ``target`` (built like the model)."""
+    from landscape.recipes import AxisRecipe
     from landscape.store import file_sha256
 
     other, _ = common.model_and_data(args, checkpoint=target)
@@ -168,9 +168,9 @@ def target_recipe(args, target: str):
 
 
 def recipes_from_args(args, ndim: int) -> list:
-    """One :class:`landscape.files.AxisRecipe` per axis: toward --model_file2 (x) and
+    """One :class:`landscape.recipes.AxisRecipe` per axis: toward --model_file2 (x) and
     --model_file3 (y) when given, else random with that axis's --Xnorm/--Xignore and --seed."""
-    from landscape.files import AxisRecipe
+    from landscape.recipes import AxisRecipe
 
     recipes = []
     for axis, target in zip("xyz"[:ndim], (args.model_file2, args.model_file3, None)):
@@ -181,9 +181,9 @@ def recipes_from_args(args, ndim: int) -> list:
 
 
 def hessian_recipes(args, data, ndim: int) -> list:
-    """One :class:`landscape.files.AxisRecipe` of kind ``hessian`` per axis: the top eigenvectors
+    """One :class:`landscape.recipes.AxisRecipe` of kind ``hessian`` per axis: the top eigenvectors
     of the --loss_name Hessian on the training split (or a seeded --hessian-samples subset)."""
-    from landscape.files import AxisRecipe
+    from landscape.recipes import AxisRecipe
 
     if args.dir_type == "states":
         raise ValueError("Hessian directions move the parameters: use --dir_type weights")
@@ -197,7 +197,7 @@ def hessian_file(args, model, data, ndim: int, attrs: dict, stem: str):
     file reused when made with the same settings, else the recipes' eigenvectors saved there with
     their eigenvalues; a line on their eigenvalues and search time when they are computed (the
     surface's points/s are timed after this returns)."""
-    from landscape.files import direction_file_name, open_directions
+    from landscape.recipes import direction_file_name, open_directions
 
     recipes = hessian_recipes(args, data, ndim)
     path = args.dir_file or direction_file_name(stem, recipes, "weights")
@@ -233,8 +233,8 @@ def report(result, seconds: float, ranks: int = 1) -> None:
 
 
 def provenance_of(model, data, model_spec: Optional[str], checkpoint) -> dict:
-    """:func:`landscape.files.provenance` of a model (its spec, else its run folder's)."""
-    from landscape.files import provenance
+    """:func:`landscape.recipes.provenance` of a model (its spec, else its run folder's)."""
+    from landscape.recipes import provenance
 
     return provenance(model, model_spec=model_spec or common.run_config(checkpoint).get("model", ""),
                       checkpoint=common.checkpoint_file(checkpoint), data_name=data.name)

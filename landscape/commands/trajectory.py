@@ -107,7 +107,7 @@ def trajectory_surface(args, model, data, traj, dir_file, out: Path, attrs: dict
 def plot_path(traj, surface, figure: Path) -> None:
     """The path over the loss contours (or the PCA plane), its farthest checkpoint marked."""
     from landscape.plot import plot_trajectory
-    from regularizers.files import atomic_path
+    from regularizers.safe_io import atomic_path
 
     worst = int(np.argmax(traj.relative_distance))
     title = (f"the PCA plane explains {100 * traj.explained_fraction:.1f} % of the path's variance\n"
