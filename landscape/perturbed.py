@@ -546,6 +546,7 @@ class Evaluator:
         return exact_sums(torch.cat(losses, dim=1)), correct.cpu().double() if counted else None, count
 
     def __call__(self, coords) -> np.ndarray:
+        """Rows ``(k, len(columns))`` of losses and accuracies at coordinates ``(k, ndim)``."""
         coords = np.atleast_2d(np.asarray(coords, dtype=np.float64))
         if coords.shape[1] != len(self._dirs):
             raise ValueError(f"expected coordinates with {len(self._dirs)} columns, got {coords.shape[1]}")
