@@ -11,7 +11,9 @@ Definitions (``gap`` = train - test accuracy in percentage points, from the mode
 - ``axes``: the hyperparameters taking at least two values. For axis ``a``, runs are grouped by
   every other hyperparameter and the seed; ``psi_a`` is the mean tau within the groups holding at
   least two runs (a group whose tau is undefined, e.g. tied gaps, is left out).
-- ``psi``: the mean of ``psi_a`` over the axes that have one; ``robust``: the smallest ``psi_a``.
+- ``psi``: the mean of ``psi_a`` over the axes that have one; ``robust``: the smallest ``psi_a``
+  (a simplification: Dziugaite et al. take the worst case over environments, pairs of runs
+  differing in one hyperparameter value, not over whole axes).
 - ``low``, ``high``: percentile bootstrap interval of ``tau`` over runs
   (``scipy.stats.bootstrap``, paired resampling of runs).
 
