@@ -116,15 +116,16 @@ def data_config(args, config: Optional[dict] = None) -> dict:
     return base
 
 
-def parse_options(pairs) -> dict:
-    """``["depth=28", "skip=false", "dropout=0.3"]`` -> ``{"depth": 28, "skip": False, "dropout": 0.3}``."""
+def parse_options(pairs, what: str = "model option") -> dict:
+    """``["depth=28", "skip=false", "dropout=0.3"]`` -> ``{"depth": 28, "skip": False, "dropout": 0.3}``;
+    ``what`` names the flag in the error for a word that is not KEY=VALUE."""
     from regularizers.registry import parse_value
 
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"model option {pair!r} is not KEY=VALUE")
+            raise ValueError(f"{what} {pair!r} is not KEY=VALUE")
         options[key] = parse_value(value)
     return options
 

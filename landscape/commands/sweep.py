@@ -64,15 +64,7 @@ def line_options(parser) -> None:
 
 def hparams(pairs) -> dict:
     """``["lr=0.1", "reg=mma"]`` -> ``{"lr": 0.1, "reg": "mma"}``."""
-    from regularizers.registry import parse_value
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--hparam {pair!r} is not KEY=VALUE")
-        out[key] = parse_value(value)
-    return out
+    return common.parse_options(pairs, "--hparam")
 
 
 def file_entries(path: Path) -> list:
