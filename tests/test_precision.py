@@ -167,8 +167,10 @@ def test_command_line_precision_flag(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     model = ["--model", "cnn", "--model-option", "channels=[4,8]", "--data", "digits", "--splits", "test"]
     assert main(["surface", *model, "--x=-1:1:3", "--precision", "bf16", "--surf_file", "b.h5"]) == 0
-    assert "bf16 error at 3 fp32 check points" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "bf16 error at 3 fp32 check points" in printed.err
     stored = read_attrs("b.h5")
+    assert f"largest {stored['precision_error_abs']:.3g}" in printed.out  # the report states the stored error
     assert stored["precision"] == "bf16" and np.isfinite(stored["precision_error_rel"])
     assert main(["surface", *model, "--x=-1:1:3", "--precision", "none", "--surf_file", "n.h5", "--quiet"]) == 0
     assert read_attrs("n.h5")["precision"] == "fp32" and "precision_error_abs" not in read_attrs("n.h5")

@@ -217,8 +217,11 @@ def hessian_file(args, model, data, ndim: int, attrs: dict, stem: str):
 
 
 def report(result, seconds: float, ranks: int = 1) -> None:
-    """One line per file: points computed and speed, then the loss range and the origin's values."""
+    """One line per file: points computed and speed, then the loss range (and a reduced-precision
+    surface's measured error, :func:`landscape.precision.check_summary`)."""
     import numpy as np
+
+    from landscape.precision import check_summary
 
     rate = result.computed / seconds if seconds > 0 else float("nan")
     on = f" on {ranks} ranks" if ranks > 1 else ""
@@ -230,6 +233,8 @@ def report(result, seconds: float, ranks: int = 1) -> None:
         finite = values[np.isfinite(values)]
         if finite.size:
             print(f"  {key}: min {finite.min():.4g}  max {finite.max():.4g}")
+    if "precision_error_abs" in result.attrs:
+        print(f"  {check_summary(result.attrs)}")
 
 
 def provenance_of(model, data, model_spec: Optional[str], checkpoint) -> dict:
