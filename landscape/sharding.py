@@ -200,7 +200,8 @@ def guard(comm, prog: str = "landscape"):
             while time.monotonic() < deadline:  # rank 0 closes the file and aborts the job
                 request.Test()
                 time.sleep(0.05)
-        comm.Abort(1)
+        # bad input or failed file access (a full disk) is status 2, as in one process; the rest 1
+        comm.Abort(2 if isinstance(err, (ValueError, TypeError, OSError)) else 1)
     finally:
         if before is not None:
             signal.signal(signal.SIGINT, before)

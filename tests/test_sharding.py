@@ -211,3 +211,28 @@ def test_ctrl_c_under_mpi_exits_130_and_the_file_resumes(tmp_path):
     assert 0 < done(tmp_path / "surf.h5") < 25 * 25
     rc, out, err, _ = launch(tmp_path, *grid, ranks=2, timeout=300)
     assert rc == 0 and done(tmp_path / "surf.h5") == 25 * 25, err
+
+
+class _RecordingComm:
+    """A stand-in communicator (one rank of it) that records the status ``Abort`` is called with."""
+
+    def __init__(self, rank: int):
+        self.rank, self.aborted = rank, None
+
+    def Get_rank(self):
+        return self.rank
+
+    def Abort(self, status):
+        self.aborted = status
+
+
+@pytest.mark.parametrize("error, status", [(OSError(28, "No space left on device"), 2), (ValueError("bad"), 2),
+                                           (RuntimeError("bug"), 1)])
+def test_a_rank_0_error_ends_the_job_with_the_one_process_status(error, status, capsys):
+    from landscape.sharding import guard
+
+    comm = _RecordingComm(rank=0)
+    with guard(comm, "landscape surface"):
+        raise error
+    assert comm.aborted == status  # a full disk mid-run is 2 under MPI too, a bug 1
+    assert capsys.readouterr().err.count("\n") == 1
