@@ -69,10 +69,10 @@ def run(args) -> int:
     from landscape.store import save_directions, save_projection
     from landscape.trajectory import run_trajectory
 
-    out = Path(args.out or args.run)
-    out.mkdir(parents=True, exist_ok=True)
     model, data = common.model_and_data(args, checkpoint=args.run)  # the final model: the run's model.pt
     traj = run_trajectory(model, args.run, dir_type=args.dir_type, ignore=args.ignore)
+    out = Path(args.out or args.run)  # made only once the inputs are checked
+    out.mkdir(parents=True, exist_ok=True)
     attrs = provenance_of(model, data, args.model, args.run)
     dir_file = save_directions(out / "trajectory_directions.h5", traj.directions, attrs)
     path_file = save_projection(out / "trajectory_path.h5", traj.coords, labels=traj.labels,
