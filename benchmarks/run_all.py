@@ -1,9 +1,11 @@
-"""Run the three benchmarks one after another (``make bench``) and say which failed.
+"""Run the four benchmarks one after another (``make bench``) and say which failed.
 
 - ``bench_engine.py``: points/s of the surface engine against the de facto loop and the floor,
   with bf16 columns (speed and error per model);
 - ``bench_sharding.py``: `landscape surface` on 1 process against N MPI ranks;
-- ``bench_regularizers.py``: cost of each weight penalty per training step.
+- ``bench_regularizers.py``: cost of each weight penalty per training step;
+- ``bench_curvature.py``: Hessian trace and top eigenvalues against a reimplementation of
+  PyHessian's graph-reusing method on the same probes.
 
 Each runs in its own process with the settings below (``--quick``: smaller ones, about a
 minute in all on 2 cores); the output goes to stdout and, with ``--out FILE``, to that file too.
@@ -27,6 +29,7 @@ BENCHMARKS = {
                                                        "resnet20,vgg_bn", "--samples", "256"]),
     "sharding": (["bench_sharding.py"], ["--grid", "7", "--rounds", "1"]),
     "regularizers": (["bench_regularizers.py", "--threads", "1"], ["--rounds", "3", "--batch", "32"]),
+    "curvature": (["bench_curvature.py", "--threads", "1"], ["--probes", "5", "--rounds", "1", "--models", "cnn"]),
 }
 
 
