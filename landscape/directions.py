@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from regularizers import safe_io
+
 DIR_TYPES = ("weights", "states")
 NORMS = ("filter", "layer", "weight", "none")
 IGNORES = ("biasbn", "none")
@@ -264,14 +266,11 @@ def check_fits(directions: Directions, model: nn.Module, where: str = "direction
 
 def check_finite(directions: Directions, where: str = "directions") -> None:
     """One-line ``ValueError`` naming the first direction entry holding NaN or infinity."""
-    for axis, d in zip(AXES, directions.axes):
-        for i, t in enumerate(d):
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{where}: {axis}direction entry {i} holds NaN or infinite values")
+    safe_io.check_finite({f"{axis}direction entry {i}": t for axis, d in zip(AXES, directions.axes)
+                          for i, t in enumerate(d)}, where, "damaged directions")
 
 
 def check_finite_weights(model: nn.Module) -> None:
     """One-line ``ValueError`` naming the first state entry of ``model`` holding NaN or infinity."""
-    for name, t in model.state_dict().items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"the model's {name!r} holds NaN or infinite values; its surface would be meaningless")
+    safe_io.check_finite(model.state_dict(), "the model", "a diverged or damaged model (its surface would be "
+                                                          "meaningless)")

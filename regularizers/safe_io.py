@@ -266,12 +266,13 @@ def tensors_sha256(tensors: Iterable[torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def check_finite(tensors, source) -> None:
-    """Refuse a state dict holding NaN or infinite weights (a diverged or damaged checkpoint).
+def check_finite(tensors, source, what: str = "a diverged or damaged checkpoint") -> None:
+    """Refuse tensors holding NaN or infinite values (diverged or damaged weights).
 
     Args:
         tensors: a mapping of names to tensors (non-float and sparse entries are not checked).
         source: what to name in the message, e.g. the checkpoint's path.
+        what: what is refused, for the message.
 
     Raises:
         ValueError: one line naming ``source``, the first bad tensor and its count of bad values.
@@ -281,7 +282,7 @@ def check_finite(tensors, source) -> None:
             bad = int((~torch.isfinite(t)).sum())
             if bad:
                 raise ValueError(f"{source}: {name} holds {bad} non-finite values (NaN or inf) of {t.numel()}; "
-                                 "refusing a diverged or damaged checkpoint")
+                                 f"refusing {what}")
 
 
 # ----------------------------------------------------------------------------- processes

@@ -210,5 +210,5 @@ def test_non_finite_weights_and_directions_are_refused_in_one_line(tmp_path, mon
         f["xdirection"]["0"][0] = np.nan
     assert main(["surface", *base, "--checkpoint", "m.pt", "--surf_file", "c.h5", "--dir_file", "dirs.h5"]) == 2
     err = capsys.readouterr().err
-    assert "dirs.h5: xdirection entry 0 holds NaN or infinite values" in err and err.count("\n") == 1
+    assert "dirs.h5: xdirection entry 0 holds 9 non-finite values (NaN or inf)" in err and err.count("\n") == 1
     assert not (tmp_path / "a.h5").exists() and not (tmp_path / "c.h5").exists()

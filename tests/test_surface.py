@@ -236,3 +236,14 @@ def test_landscape_exports_its_public_names():
     assert {"compute_surface", "AxisRecipe", "random_directions", "read_surface", "Grid"} <= set(landscape.__all__)
     for name in landscape.__all__:
         assert getattr(landscape, name).__module__.startswith("landscape.")
+
+
+def test_a_model_with_non_finite_weights_is_refused_in_one_line():
+    model = nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight[0, :2] = float("nan")
+    inputs, targets = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    with pytest.raises(ValueError, match=r"^the model: weight holds 2 non-finite values \(NaN or inf\) of 6; "
+                                         r"refusing a diverged or damaged model"):
+        compute_surface(model, (inputs, targets), directions=random_directions(model, ndim=1), x="-1:1:3",
+                        progress=False)
