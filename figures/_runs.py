@@ -168,8 +168,9 @@ def effect(group, baseline, *, paired: bool = True):
 class Decision:
     """A claim's effect and verdict under :data:`RULE`: ``stat`` (the effect, a
     :class:`analysis.findings.Stat`; a mean log-ratio when ``log``), the ``verdict``, the effect's
-    mean with each seed left out (``left_out``), how many seeds' effects lie on the claimed side
-    (``agreeing``, paired runs only), and whether the runs were ``paired``."""
+    mean with each seed left out (``left_out``), how many seeds' effects are above 0 (a ratio
+    above 1), whatever the claim's sign (``agreeing``, paired runs only), and whether the runs
+    were ``paired``."""
 
     stat: object
     verdict: str
@@ -212,8 +213,8 @@ def decide(group, baseline=None, sign: int = 1, *, paired: bool = True, log: boo
     stat = effect(group, baseline, paired=paired)
     result = verdict(stat.low + margin, stat.high + margin, sign)
     n = len(group)
-    keep = [np.arange(n) != i for i in range(n)] if n >= 3 and (not paired or n == len(baseline)) else []
-    left_out = [float(np.mean(group[k]) - np.mean(baseline[k]) + margin) for k in keep]
+    keep = [np.arange(n) != i for i in range(n)] if n >= 3 else []  # one seed of the group left out at a time
+    left_out = [float(np.mean(group[k]) - np.mean(baseline[k] if paired else baseline) + margin) for k in keep]
     agreeing = int(np.sum(group - baseline + margin > 0)) if paired else None
     if result != VERDICTS[2] and keep:
         side = sign if result == VERDICTS[0] else -sign

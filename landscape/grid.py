@@ -93,6 +93,14 @@ def available_memory() -> int:
     return int(pages) * int(os.sysconf("SC_PAGE_SIZE"))
 
 
+def free_memory(device) -> int:
+    """Bytes free on ``device``: CUDA's free memory on a GPU, else :func:`available_memory`."""
+    import torch  # here, so that parsing axes does not load torch
+
+    device = torch.device(device)
+    return int(torch.cuda.mem_get_info(device)[0]) if device.type == "cuda" else available_memory()
+
+
 def _size(nbytes: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if nbytes < 1024 or unit == "PiB":

@@ -23,7 +23,6 @@ Every forward pass runs in eval mode under the math kernel of ``scaled_dot_produ
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ from regularizers.evaluation import (DEFAULT_HOOKS, BatchHooks, Tensors, loss_na
                                      select_output, split_source, summed_loss)
 
 from .directions import Directions
+from .grid import free_memory
 
 Params = Union[str, Sequence[nn.Parameter]]
 MEMORY_CAP = 2 << 30      # bytes of autograd graph held at once (2 GiB) ...
@@ -111,16 +111,7 @@ def evaluating(model: nn.Module) -> Iterator[None]:
 def memory_budget(device: torch.device) -> int:
     """Bytes of autograd graph held at once: :data:`MEMORY_CAP`, or :data:`MEMORY_FRACTION` of
     the device's free memory when that is less."""
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
-    else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        try:
-            with open("/proc/meminfo") as f:
-                free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
-        except (OSError, StopIteration, ValueError):
-            pass
-    return int(min(MEMORY_CAP, MEMORY_FRACTION * free))
+    return int(min(MEMORY_CAP, MEMORY_FRACTION * free_memory(device)))
 
 
 class _SavedBytes:

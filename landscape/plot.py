@@ -144,9 +144,12 @@ def plot_1d(x, curves: Mapping, *, log: bool = False, title: Optional[str] = Non
     runs = {"": curves} if all(np.ndim(v) == 1 for v in curves.values()) else dict(curves)
     for run, series in runs.items():
         for key, values in series.items():
-            if masked(values, log and key.endswith("loss")).count() == 0:
+            if key.endswith("loss") and masked(values, log).count() == 0:
                 raise ValueError(f"{run + ' ' if run else ''}{key} has no finite value to plot (all NaN, inf, -1"
-                                 + (" or <= 0 on a log scale)" if log and key.endswith("loss") else ")"))
+                                 + (" or <= 0 on a log scale)" if log else ")"))
+    # accuracies are NaN where they mean nothing (MSE on real targets, a custom loss): not drawn
+    runs = {run: {k: v for k, v in series.items() if not k.endswith("acc") or masked(v, False).count()}
+            for run, series in runs.items()}
     fig = _new_figure(figsize=(6.4, 4.2))
     ax_loss = fig.add_subplot()
     ax_acc = None

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from regularizers.evaluation import Tensors, data_splits, loss_name, resolve_loss
+from regularizers.evaluation import Tensors, data_splits, loss_name, resolve_device, resolve_loss
 
 from .directions import Directions, check_finite, check_finite_weights, random_directions, target_directions
 from .perturbed import Evaluator, value_keys
 from .recipes import AxisRecipe, open_directions, surface_file_name, weights_sha256
-from .grid import Axes, AxisSpec, Grid, available_memory, resolve_axes
+from .grid import Axes, AxisSpec, Grid, free_memory, resolve_axes
 from .sharding import SerialRunner, runner
 from .span import automatic_spans
 from .store import SurfaceResult, SurfaceWriter, check_surface, create_surface, read_surface, tensors_sha256
@@ -115,8 +115,8 @@ def check_points_per_pass(model: nn.Module, data, split: str, evaluation: dict) 
             per_point += (evaluation.get("batch_size") or 64) * activation_bytes(model, source.x[:1])
         except Exception:  # a model this probe cannot run: its weights alone are counted
             pass
-    device = torch.device(evaluation.get("device") or next(model.parameters()).device)
-    available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else available_memory()
+    device = resolve_device(evaluation.get("device"))  # the Evaluator's device
+    available = free_memory(device)
     if points * per_point > available:
         raise ValueError(f"points_per_pass={points:,} needs about {points * per_point / 2**30:.1f} GiB "
                          f"({per_point / 2**20:.2f} MiB of weights and activations per point), more than the "

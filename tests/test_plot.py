@@ -368,3 +368,14 @@ def test_refused_scales_and_values(tmp_path):
         P.plot_contour(X1, Y1, bowl(), vmin=5, vmax=1)
     with pytest.raises(ValueError, match="train_loss has no finite value to plot"):
         P.plot_1d(X1, {"train_loss": np.full(7, np.inf), "train_acc": np.full(7, 50.0)})
+
+
+def test_a_1d_surface_without_accuracies_plots_its_losses():
+    from landscape.plot import plot_1d
+
+    x = np.linspace(-1, 1, 5)
+    fig = plot_1d(x, {"train_loss": x ** 2 + 1, "train_acc": np.full(5, np.nan)})  # MSE: accuracy means nothing
+    lines = [line for ax in fig.axes for line in ax.get_lines()]
+    assert len(lines) == 1 and np.allclose(lines[0].get_ydata(), x ** 2 + 1)
+    with pytest.raises(ValueError, match="train_loss has no finite value to plot"):
+        plot_1d(x, {"train_loss": np.full(5, np.nan), "train_acc": np.ones(5)})
