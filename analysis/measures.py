@@ -23,7 +23,7 @@ from torch import nn
 from torch.func import functional_call
 
 from analysis.curvature import epsilon_sharpness, hessian_trace, rho_sharpness, top_eigenvalues
-from analysis.summary import basin_width, layer_summaries
+from analysis.summary import basin_edges, layer_summaries
 from landscape.directions import random_directions
 
 LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -293,14 +293,12 @@ def line_losses(model: nn.Module, inputs, targets, *, span: float = 1.0, points:
 
 
 def basin(model: nn.Module, inputs, targets, settings: MeasureSettings) -> tuple:
-    """``(width, censored)``: :func:`analysis.summary.basin_width` of :func:`line_losses` at a rise
+    """``(width, censored)``: :func:`analysis.summary.basin_edges` of :func:`line_losses` at a rise
     of ``settings.basin_rise``; censored (a lower bound) when one side never rises that much."""
     xs, losses = line_losses(model, inputs, targets, span=settings.span, points=settings.points,
                              seed=settings.seed)
-    centre = int(np.argmin(np.abs(xs)))
-    level = losses[centre] + settings.basin_rise
-    censored = not (losses[:centre] > level).any() or not (losses[centre + 1:] > level).any()
-    return basin_width(xs, losses, level), censored
+    found = basin_edges(xs, losses, losses[int(np.argmin(np.abs(xs)))] + settings.basin_rise)
+    return found.width, found.censored
 
 
 def weight_distance(model: nn.Module, initial: nn.Module) -> float:
@@ -353,7 +351,7 @@ def compute_measures(model: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     values["basin_width"], censored = basin(folded, inputs, targets, s)
     layers = layer_summaries(model)
     alphas = [layer.alpha for layer in layers if math.isfinite(layer.alpha)]
-    values.update(min_angle=min(layer.min_angle for layer in layers),
+    values.update(min_angle=min((layer.min_angle for layer in layers), default=math.nan),  # no layer of 2+ filters
                   pairs_above=float(sum(layer.pairs_above for layer in layers)),
                   alpha=float(np.mean(alphas)) if alphas else math.nan)
     return Measures({k: float(values[k]) for k in MEASURES}, ["basin_width"] if censored else [], nan_notes(values))

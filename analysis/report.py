@@ -39,6 +39,7 @@ from analysis.summary import (COSINE_THRESHOLD, FINDINGS_ORDER, GEOMETRY, LAYER_
                               from_run, layer_summaries, make_groups, metric_label, run_metrics,
                               run_names, summarize)
 from analysis.weight_spectra import plot_weight_spectra, weight_spectra
+from landscape.plot import save_figure
 
 # re-exported: the names callers import from analysis.report since before the split
 __all__ = ["COSINE_THRESHOLD", "FINDINGS_ORDER", "GEOMETRY", "LAYER_METRICS", "QUICK", "TOP_METRICS",
@@ -57,7 +58,7 @@ def _file_stem(name: str) -> str:
 
 
 def _save(fig, out: Path, name: str) -> str:
-    fig.savefig(out / name, dpi=110, bbox_inches="tight")
+    save_figure(fig, out / name, dpi=110)  # atomic: a killed report leaves no half-written figure
     plt.close(fig)
     return name
 
@@ -513,7 +514,7 @@ class Page:
         """Write ``summary.json`` then ``report.html``."""
         from regularizers.safe_io import atomic_write_text
 
-        atomic_write_text(self.out / "summary.json", json.dumps(_finite(self.summary()), indent=1))
+        atomic_write_text(self.out / "summary.json", json.dumps(_finite(self.summary()), indent=1, default=repr))
         used = {"summary.json": "summary.json", **{f: f for s in self.summaries for f in s.surfaces}}
         atomic_write_text(self.report, render_html(self.summaries, self.conf, self.comparison, self.correlations,
                                                    self.findings, self.how, self.sections, {**used, **self.inputs}))

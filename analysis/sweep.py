@@ -33,6 +33,7 @@ import numpy as np
 from scipy.stats import bootstrap, kendalltau
 
 from analysis.measures import MEASURES, MeasureSettings, compute_measures
+from landscape.plot import save_figure
 from regularizers.evaluation import evaluate, seeded_subset
 from regularizers.safe_io import atomic_write_json, atomic_write_text
 
@@ -183,6 +184,9 @@ def measure_run(source, hparams: Mapping, seed, *, initial=None, settings: Measu
     inputs, targets = seeded_subset(data.x_train, data.y_train, settings.samples, settings.seed)
     measures = compute_measures(model, inputs.to(device), targets.to(device),
                                 initial=initial.to(device) if initial is not None else None, settings=settings)
+    for net in (model, initial):  # back to the host: a GPU holds one sweep model at a time
+        if net is not None:
+            net.cpu()
     return SweepRun(source.name, dict(hparams), seed, train_acc - test_acc, measures.values, measures.censored,
                     train_acc, test_acc, measures.notes)
 
@@ -241,24 +245,21 @@ def config_hparams(configs: Sequence[Mapping]) -> list:
     return [{k: f.get(k) for k in differ} for f in flats]
 
 
-def initial_model(folder, config: Mapping):
-    """The model of a run folder at initialization: ``checkpoints/epoch_000.pt`` when present,
-    else rebuilt as :func:`regularizers.train.train_run` built it (``torch.manual_seed(seed)``,
-    then the model factory); None when the config has no seed. The global RNG is restored."""
+def initial_model(config: Mapping, data):
+    """The model of a run at initialization, rebuilt as :func:`regularizers.train.train_run` built
+    it (``torch.manual_seed(seed)``, then the model factory for ``data``'s inputs); None when the
+    config has no seed. The global RNG is restored."""
     import torch
 
     from regularizers.models import load_model
 
-    first = Path(folder) / "checkpoints" / "epoch_000.pt"
-    if config.get("seed") is None and not first.is_file():
+    if config.get("seed") is None:
         return None
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(config.get("seed") or 0))
-        model = load_model(config["model"], num_classes=config["num_classes"], in_channels=config["in_channels"],
-                           **config.get("model_options", {}))
-    if first.is_file():
-        model.load_state_dict(torch.load(first, map_location="cpu", weights_only=True)["model"])
-    return model
+        torch.manual_seed(int(config["seed"]))
+        return load_model(config["model"], num_classes=config["num_classes"], in_channels=config["in_channels"],
+                          input_shape=data.x_train.shape[1:], input_dtype=data.x_train.dtype,
+                          **config.get("model_options", {}))
 
 
 def entries_from_runs(folders: Sequence) -> list:
@@ -270,7 +271,7 @@ def entries_from_runs(folders: Sequence) -> list:
     folders = [Path(f) for f in folders]
     sources = [from_run(f, name) for f, name in zip(folders, run_names(folders))]
     hparams = config_hparams([s.config for s in sources])
-    return [SweepEntry(s, h, s.config.get("seed"), initial_model(s.folder, s.config)) for s, h in zip(sources, hparams)]
+    return [SweepEntry(s, h, s.config.get("seed"), initial_model(s.config, s.data)) for s, h in zip(sources, hparams)]
 
 
 # ------------------------------------------------------------------------------------ report
@@ -360,11 +361,11 @@ def sweep(entries: Sequence[SweepEntry], out, *, settings: MeasureSettings | Non
             print(f"[{i}/{len(entries)}] {runs[-1].name}: gap {runs[-1].gap:+.2f} points", flush=True)
     ranking = rank(runs, confidence=confidence, resamples=resamples, seed=settings.seed)
     sentence = conclusion(ranking, len(runs), confidence)
-    fig = plot_taus(ranking)
-    fig.savefig(out / "sweep_tau.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     atomic_write_json(out / "sweep.json", sweep_json(runs, ranking, sentence, settings), indent=1)
     atomic_write_text(out / "sweep.html", render_html(runs, ranking, sentence, "sweep_tau.png"))
+    fig = plot_taus(ranking)  # the numbers are written first: a failing figure loses none of them
+    save_figure(fig, out / "sweep_tau.png", dpi=110)
+    plt.close(fig)
     return SweepResult(runs, ranking, sentence, [str(out / n) for n in ("sweep.json", "sweep.html", "sweep_tau.png")])
 
 

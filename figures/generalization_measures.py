@@ -60,7 +60,7 @@ def main(argv=None) -> int:
             print(f"[{step}/{len(configs) * len(args.seeds)}] {name}, seed {seed}", flush=True)
             folder = _runs.train(args.out, name, seed=seed, epochs=args.epochs, data=data, reg=regs, weight_decay=wd)
             source = from_run(folder, folder.name)
-            entries.append(SweepEntry(source, hparams, seed, initial_model(folder, source.config)))
+            entries.append(SweepEntry(source, hparams, seed, initial_model(source.config, source.data)))
     settings = (MeasureSettings(samples=100, probes=2, noise_draws=2, points=7, curvature=False) if args.quick
                 else MeasureSettings())
     result = sweep(entries, args.out / "generalization_measures", settings=settings,

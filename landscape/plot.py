@@ -430,15 +430,17 @@ def write_vtp(path, x, y, values, *, name: str = "value", log: bool = False,
 
 
 # ----------------------------------------------------------------------------- files
+def save_figure(fig: Figure, path, dpi: int = 150) -> Path:
+    """Write ``fig`` to ``path`` atomically (the format from its suffix); returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix[1:] or "png")
+    return path
+
+
 def _save(fig: Figure, out_dir: Path, name: str, formats: Sequence[str]) -> list:
     """Save ``fig`` as ``out_dir/name.<format>`` for each format; return the paths."""
-    paths = []
-    for fmt in formats:
-        out = out_dir / f"{name}.{fmt}"
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=150, bbox_inches="tight", format=fmt)
-        paths.append(out)
-    return paths
+    return [save_figure(fig, out_dir / f"{name}.{fmt}") for fmt in formats]
 
 
 def gaps_note(surface: SurfaceResult) -> Optional[str]:

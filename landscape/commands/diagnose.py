@@ -168,7 +168,7 @@ def group_folders(groups: dict, runs, specs) -> list:
     extra = []
     for members in groups.values():
         for member in members:
-            if member not in given and member not in extra and Path(member).is_dir():
+            if str(Path(member)) not in given and member not in extra and Path(member).is_dir():
                 extra.append(member)
     return extra
 

@@ -76,6 +76,9 @@ def file_entries(path: Path) -> list:
 
     entries = []
     for spec in models_file_specs(path, line_options):
+        if spec.get("reg"):  # diagnose's word; here it would be silently left out of the ranking
+            raise ValueError(f"{path}: sweep takes a line's settings as --hparam KEY=VALUE (e.g. --hparam "
+                             f"regularizer={spec['reg'][0]}), not --reg")
         options = common.parse_options(spec["model_option"])
         source = from_checkpoint(spec["model"], spec["checkpoint"], spec["data"], name=spec["name"] or None,
                                  normalize=spec["normalize"], options=options)
@@ -84,7 +87,9 @@ def file_entries(path: Path) -> list:
             if not Path(spec["init"]).is_file():
                 raise FileNotFoundError(f"--init {spec['init']} does not exist")
             initial = load_model(spec["model"], num_classes=source.data.num_classes,
-                                 in_channels=source.data.in_channels, checkpoint=spec["init"], **options)
+                                 in_channels=source.data.in_channels, checkpoint=spec["init"],
+                                 input_shape=source.data.x_train.shape[1:], input_dtype=source.data.x_train.dtype,
+                                 **options)
         entries.append(SweepEntry(source, hparams(spec["hparam"]), spec["seed"], initial))
     return entries
 
