@@ -626,6 +626,7 @@ def data_from_config(config: dict, run_dir=None) -> Dataset:
     :func:`regularizers.data.corrupt`). Configs written before ``normalize`` was recorded were
     trained on standardized data with a 75/25 split of ``x, y`` files, and are read so.
 
+    Data saved with the run (``data.pt``: no spec names it) is read from ``run_dir``.
     With ``data_file_sha256`` in ``config`` the file (or folder) read must have that hash
     (:func:`data_file_sha256`), else a one-line ValueError names it and the run. A relative data
     path (written by older versions) is looked up in ``run_dir``; it is refused when not there,
@@ -633,6 +634,10 @@ def data_from_config(config: dict, run_dir=None) -> Dataset:
     """
     from .data import corrupt, load_data
 
+    if config.get("data") == SAVED_DATA:  # data that no spec names, saved with the run (fit(..., out=))
+        if run_dir is None:
+            raise ValueError(f"the run saved its data with itself ({SAVED_DATA}): give the run folder")
+        return _saved_data(Path(run_dir), config)
     seed = config.get("data_seed", 0)
     legacy = "normalize" not in config
     spec = _run_data_path(config.get("data", "digits"), run_dir)
@@ -706,13 +711,34 @@ def complete_config(model: nn.Module, data: Dataset, config: Optional[dict]) -> 
     config names no data spec, :func:`fit` saves the data's tensors as ``out/data.pt``; the
     config then names that file and records the tensors' hash (``data_sha256``)."""
     config = dict(config or {})
-    config.setdefault("model", f"{type(model).__module__}:{type(model).__qualname__}")
     config.setdefault("num_classes", data.num_classes)
     config.setdefault("in_channels", data.in_channels)
+    if "model" not in config:
+        config["model"] = f"{type(model).__module__}:{type(model).__qualname__}"
+        _check_rebuilds(model, data, config)
     if "data" not in config:
         config.update(data=SAVED_DATA, data_name=data.name, transforms=list(data.transforms),
                       data_sha256=tensors_sha256(_data_tensors(data).values()))
     return config
+
+
+def _check_rebuilds(model: nn.Module, data: Dataset, config: dict) -> None:
+    """Refuse, before training, a run folder :func:`load_run` could not rebuild: the model's class
+    called as a factory (``num_classes``, ``in_channels``) must give the model's shapes."""
+    from .models import load_model
+
+    try:
+        rebuilt = load_model(config["model"], num_classes=config["num_classes"], in_channels=config["in_channels"],
+                             input_shape=data.x_train.shape[1:], input_dtype=data.x_train.dtype,
+                             **config.get("model_options", {}))
+        same = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()} == \
+            {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    except (ValueError, TypeError):
+        same = False
+    if not same:
+        raise ValueError(f"fit(..., out=) records the model as {config['model']}, which called with num_classes and "
+                         "in_channels does not rebuild this model (it was built with other options): pass "
+                         "config={'model': SPEC, 'model_options': {...}} naming how it was built")
 
 
 def _save_data(out: Path, data: Dataset) -> None:
@@ -742,7 +768,7 @@ def load_run(out):
     if not config_path.is_file():
         raise FileNotFoundError(f"{out} is not a run folder: config.json is missing")
     config = json.loads(config_path.read_text())
-    data = _saved_data(out, config) if config.get("data") == SAVED_DATA else data_from_config(config, out)
+    data = data_from_config(config, out)
     model = load_model(config["model"], num_classes=data.num_classes, in_channels=data.in_channels,
                        checkpoint=out / "model.pt", input_shape=data.x_train.shape[1:], input_dtype=data.x_train.dtype,
                        **config.get("model_options", {}))

@@ -314,3 +314,26 @@ def test_the_command_s_schedules_are_the_trainer_s():
     from regularizers import train
 
     assert train_command.LR_SCHEDULES == train.LR_SCHEDULES
+
+
+def test_fit_into_a_folder_refuses_a_model_its_class_cannot_rebuild_and_its_saved_data_is_read_anywhere(
+        tmp_path, monkeypatch):
+    from landscape.store import read_surface
+    from regularizers.data import Dataset
+
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(60, 1, 8, 8), torch.randint(0, 3, (60,))
+    data = Dataset("mine", inputs, targets, inputs[:20], targets[:20], 3, ())
+    model = load_model("cnn", num_classes=3, in_channels=1, channels=[4, 8])  # not the class's defaults
+    with pytest.raises(ValueError, match="does not rebuild this model"):
+        fit(model, data, epochs=1, out=tmp_path / "refused", progress=False)
+    assert not (tmp_path / "refused").exists()
+    fit(model, data, epochs=1, out=tmp_path / "run", progress=False,
+        config={"model": "cnn", "model_options": {"channels": [4, 8]}})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # data.pt is the run's, not this folder's
+    assert main(["surface", "--checkpoint", str(tmp_path / "run"), "--x=-1:1:3", "--quiet", "--surf_file", "s.h5"]) == 0
+    with torch.no_grad():
+        centre = torch.nn.functional.cross_entropy(model.eval()(inputs[:20]), targets[:20]).item()
+    assert abs(read_surface("s.h5")["test_loss"][1] - centre) < 1e-5

@@ -113,6 +113,8 @@ def data_config(args, config: Optional[dict] = None) -> dict:
             base[key] = getattr(args, key)
     if own and "data_file_sha256" in config and all(base.get(k) == config.get(k) for k in DATA_KEYS):
         base["data_file_sha256"] = config["data_file_sha256"]  # the run's own data: checked when read
+    if own:  # the name and transformations of data saved with the run (data.pt)
+        base.update({k: config[k] for k in ("data_name", "transforms") if k in config})
     return base
 
 
