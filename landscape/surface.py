@@ -58,7 +58,7 @@ def surface_settings(data, directions: Directions, *, loss, splits: Sequence[str
     data's hash and transformations, the precision, and the caller's provenance ``attrs``."""
     return {"loss": loss_name(loss), "splits": list(splits), **directions.attrs(),
             "directions_sha256": tensors_sha256(t for axis in directions.axes for t in axis),
-            **data_fingerprint(data, splits), "precision": precision or "none", **(attrs or {}),
+            **data_fingerprint(data, splits), "precision": precision_name(precision), **(attrs or {}),
             "weights_sha256": weights}
 
 

@@ -197,14 +197,13 @@ def hessian_file(args, model, data, ndim: int, attrs: dict, stem: str):
     file reused when made with the same settings, else the recipes' eigenvectors saved there with
     their eigenvalues; a line on their eigenvalues and search time when they are computed (the
     surface's points/s are timed after this returns)."""
-    from landscape.recipes import direction_file_name, open_directions
+    from landscape.recipes import open_directions
 
     recipes = hessian_recipes(args, data, ndim)
-    path = args.dir_file or direction_file_name(stem, recipes, "weights")
-    fresh, start = not Path(path).exists(), time.perf_counter()
+    start = time.perf_counter()
     directions, path = open_directions(model, recipes, dir_type="weights", dir_file=args.dir_file or "auto",
                                        stem=stem, attrs=attrs)
-    if fresh:
+    if "eigenvalue" in directions.info[0]:  # computed now (whatever name it got), not read from a file
         info = directions.info
         values = ", ".join(f"{a['eigenvalue']:.4g}" for a in info)
         print(f"Hessian directions: eigenvalues {values} on "
