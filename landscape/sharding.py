@@ -57,7 +57,19 @@ class SharedError(ValueError):
 
 
 class RankFailed(RuntimeError):
-    """Raised on rank 0 when another rank reports an error."""
+    """Raised on rank 0 when another rank reports an error; ``status`` is the exit status that
+    error calls for (:func:`exit_status`)."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+def exit_status(err: BaseException) -> int:
+    """2 for bad input or failed file access (a full disk), as in one process; 1 otherwise."""
+    if isinstance(err, RankFailed):
+        return err.status
+    return 2 if isinstance(err, (ValueError, TypeError, OSError)) else 1
 
 
 def describe(err: BaseException) -> str:
@@ -195,13 +207,12 @@ def guard(comm, prog: str = "landscape"):
     except Exception as err:
         print(f"{prog}: error: rank {rank}: {describe(err)}", file=sys.stderr, flush=True)
         if rank != 0:
-            request = comm.isend(describe(err), dest=0, tag=_ERROR)
+            request = comm.isend((describe(err), exit_status(err)), dest=0, tag=_ERROR)
             deadline = time.monotonic() + GRACE_SECONDS
             while time.monotonic() < deadline:  # rank 0 closes the file and aborts the job
                 request.Test()
                 time.sleep(0.05)
-        # bad input or failed file access (a full disk) is status 2, as in one process; the rest 1
-        comm.Abort(2 if isinstance(err, (ValueError, TypeError, OSError)) else 1)
+        comm.Abort(exit_status(err))
     finally:
         if before is not None:
             signal.signal(signal.SIGINT, before)
@@ -338,7 +349,8 @@ def _lead(comm, evaluate, grid, chunks, write, bar) -> None:
             source, tag = status.Get_source(), status.Get_tag()
             message = comm.recv(source=source, tag=tag)
             if tag == _ERROR:
-                raise RankFailed(f"stopping all ranks after rank {source}'s error; finished points are kept")
+                raise RankFailed(f"stopping all ranks after rank {source}'s error; finished points are kept",
+                                 status=message[1])
             if tag == _WANT:
                 hand_out(source)  # an empty block when none is left: the worker finishes
             elif tag == _DONE:

@@ -227,12 +227,13 @@ class _RecordingComm:
 
 
 @pytest.mark.parametrize("error, status", [(OSError(28, "No space left on device"), 2), (ValueError("bad"), 2),
-                                           (RuntimeError("bug"), 1)])
+                                           (RuntimeError("bug"), 1),
+                                           (sharding.RankFailed("a worker's full disk", status=2), 2)])
 def test_a_rank_0_error_ends_the_job_with_the_one_process_status(error, status, capsys):
     from landscape.sharding import guard
 
     comm = _RecordingComm(rank=0)
     with guard(comm, "landscape surface"):
         raise error
-    assert comm.aborted == status  # a full disk mid-run is 2 under MPI too, a bug 1
+    assert comm.aborted == status  # a full disk mid-run is 2 under MPI too (on any rank), a bug 1
     assert capsys.readouterr().err.count("\n") == 1
