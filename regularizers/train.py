@@ -224,6 +224,9 @@ def check_data(model: nn.Module, data: Dataset, device=None) -> None:
         data: the :class:`regularizers.data.Dataset` (a test split may be absent).
         device: where the model is (default: the data's device).
     """
+    if not isinstance(data, Dataset):  # evaluation takes other forms; training stages a Dataset
+        raise TypeError(f"fit trains on a regularizers.data.Dataset, got a {type(data).__name__}: wrap tensors "
+                        "as Dataset(name, x_train, y_train, x_test, y_test, num_classes, transforms=())")
     splits = [("train", data.x_train, data.y_train)]
     if data.x_test is not None:
         splits.append(("test", data.x_test, data.y_test))

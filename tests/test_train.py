@@ -337,3 +337,9 @@ def test_fit_into_a_folder_refuses_a_model_its_class_cannot_rebuild_and_its_save
     with torch.no_grad():
         centre = torch.nn.functional.cross_entropy(model.eval()(inputs[:20]), targets[:20]).item()
     assert abs(read_surface("s.h5")["test_loss"][1] - centre) < 1e-5
+
+
+def test_fit_names_the_data_form_it_takes():
+    model = load_model("cnn", num_classes=3, in_channels=1, channels=[4, 8])
+    with pytest.raises(TypeError, match="fit trains on a regularizers.data.Dataset, got a dict"):
+        fit(model, {"train": (torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]))}, epochs=1, progress=False)
