@@ -5,14 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy import stats
 from sklearn.datasets import load_digits
 
 from analysis.report import basin_edges
 from landscape.cli import main
 from landscape.store import read_surface
-from user_models import cnn
+from user_models import cnn, train_plain
 
 SEEDS = (0, 1, 2)
 SETTINGS = {"base": 0.0, "wd": 5e-3}   # the second setting: an L2 penalty added in the plain loop
@@ -27,17 +26,8 @@ def digits(n_train=300, n_test=200):
 
 
 def train(seed, l2, x, y):
-    torch.manual_seed(seed)
-    net = cnn(10, 1)
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    net.train()
-    for step in range(40):
-        idx = torch.randint(0, len(x), (32,))
-        loss = F.cross_entropy(net(x[idx]), y[idx]) + l2 * sum((p ** 2).sum() for p in net.parameters())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
+    torch.manual_seed(seed)  # the initial weights, then the batches, from one stream per seed
+    return train_plain(cnn(10, 1), x, y, seed=None, l2=l2)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
 """Models "trained elsewhere": plain PyTorch modules the toolkit did not design, used by the tests
 through ``--model user_models:NAME`` (the tests put this folder on ``sys.path``)."""
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -37,14 +39,18 @@ def raw_data(n: int = 120, seed: int = 0):
     return x, y
 
 
-def train_plain(model: nn.Module, x, y, steps: int = 40, seed: int = 0) -> nn.Module:
-    """A plain PyTorch loop (Adam, batch 32) on the data exactly as given."""
-    torch.manual_seed(seed)
+def train_plain(model: nn.Module, x, y, steps: int = 40, seed: Optional[int] = 0, l2: float = 0.0) -> nn.Module:
+    """A plain PyTorch loop (Adam, batch 32) on the data exactly as given, with an optional L2
+    penalty ``l2 * sum(p^2)``; ``seed`` None continues the current random stream."""
+    if seed is not None:
+        torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     model.train()
     for step in range(steps):
         idx = torch.randint(0, len(x), (32,))
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        if l2:
+            loss = loss + l2 * sum((p ** 2).sum() for p in model.parameters())
         opt.zero_grad()
         loss.backward()
         opt.step()
