@@ -293,10 +293,12 @@ def conclude(figs: Sequence, out: Path, name: str, claims: Sequence[dict], numbe
 
 
 def save(fig, out: Path, name: str) -> Path:
-    """Save a figure as ``out/name`` and close it."""
+    """Save a figure as ``out/name`` (atomically: :func:`landscape.plot.save_figure`) and close it."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(out / name, dpi=120, bbox_inches="tight")
+    from landscape.plot import save_figure
+
+    save_figure(fig, out / name, dpi=120)
     plt.close(fig)
     print(f"wrote {out / name}", flush=True)
     return out / name
